@@ -1,0 +1,20 @@
+"""customerio-source: a dlt source for the whole Customer.io App API."""
+
+from .catalogue import CATALOGUE, default_tables
+from .client import CustomerIOClient
+from .errors import ApiError, AuthError, ConfigError, CustomerIOError
+from .runner import load, mark_deleted
+from .source import customerio_source
+
+__all__ = [
+    "CATALOGUE",
+    "ApiError",
+    "AuthError",
+    "ConfigError",
+    "CustomerIOClient",
+    "CustomerIOError",
+    "customerio_source",
+    "default_tables",
+    "load",
+    "mark_deleted",
+]

@@ -1,0 +1,236 @@
+"""The table catalogue: every table the source can load, read like the App API's table of contents.
+
+Regular tables are declared here and built by one generic mechanism (:mod:`customerio_source.resources`):
+a list endpoint, or a per-parent endpoint read for every row of a parent list. Irregular tables (people,
+deliveries in time windows, activities, metrics, objects, suppressions) name a ``builder`` and are written
+by hand in their own modules, but are declared here too so that selection, docs and tests see one list.
+
+Page sizes are the spec's maxima. Where the spec names a ``limit`` without a maximum we send
+``UNDOCUMENTED_PAGE_SIZE`` (an assumption; see the constant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The spec documents `limit` without a maximum on POST /v1/objects, sender identities and relationships.
+# We assume 1000, like the people search (POST /v1/customers) that these endpoints mirror.
+UNDOCUMENTED_PAGE_SIZE = 1000
+
+METRIC_PERIODS = ("hours", "days", "weeks", "months")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One destination table and the endpoint it comes from."""
+
+    name: str
+    path: str
+    envelope: str
+    primary_key: tuple[str, ...]
+    parent: str | None = None
+    """Name of the table whose rows drive this per-parent endpoint."""
+    path_fields: dict[str, str] = field(default_factory=dict)
+    """Path placeholder -> parent row field."""
+    parent_columns: dict[str, str] = field(default_factory=dict)
+    """Column added to each child row -> parent row field (the foreign key)."""
+    page_size: int | None = None
+    """Maximum `limit` for cursor-paginated endpoints; None = unpaginated (or the server decides)."""
+    paginated: bool = False
+    cursor: str | None = None
+    """The row's last-change field (`updated`/`updated_at`), used for intervals and docs."""
+    timestamps: tuple[str, ...] = ()
+    """Unix-seconds fields loaded as UTC timestamps."""
+    default: bool = True
+    """Part of `--tables all`."""
+    full_reread: bool = True
+    """Read completely every run: rows that vanish get `_cio_deleted_at`."""
+    builder: str | None = None
+    """Name of a hand-written resource builder, for irregular tables."""
+    params: dict[str, str] = field(default_factory=dict)
+    cost: str = "1 request"
+    notes: str = ""
+
+    @property
+    def per_parent(self) -> bool:
+        return self.parent is not None
+
+
+def _t(*fields: str) -> tuple[str, ...]:
+    return fields
+
+
+CREATED_UPDATED = _t("created", "updated", "first_started")
+CREATED_AT_UPDATED_AT = _t("created_at", "updated_at")
+DELIVERY_TIMESTAMPS = _t("created")  # plus every value of `metrics`, handled in transform
+
+_SPECS: list[TableSpec] = [
+    # -- workspace-level lists ----------------------------------------------------------------------
+    TableSpec("workspaces", "/v1/workspaces", "workspaces", ("id",)),
+    TableSpec("campaigns", "/v1/campaigns", "campaigns", ("id",), cursor="updated", timestamps=CREATED_UPDATED),
+    TableSpec("broadcasts", "/v1/broadcasts", "broadcasts", ("id",), cursor="updated", timestamps=CREATED_UPDATED),
+    TableSpec(
+        "newsletters", "/v1/newsletters", "newsletters", ("id",), paginated=True, page_size=100,
+        cursor="updated", timestamps=_t("created", "updated", "sent_at"), params={"sort": "asc"},
+        cost="ceil(newsletters / 100)",
+    ),
+    TableSpec("segments", "/v1/segments", "segments", ("id",), cursor="updated_at", timestamps=CREATED_AT_UPDATED_AT),
+    TableSpec(
+        "transactional_messages", "/v1/transactional", "messages", ("id",), cursor="updated_at",
+        timestamps=CREATED_AT_UPDATED_AT, notes="GET /v1/transactional returns its list under `messages`.",
+    ),
+    TableSpec("exports", "/v1/exports", "exports", ("id",), cursor="updated_at", timestamps=CREATED_AT_UPDATED_AT),
+    TableSpec(
+        "collections", "/v1/collections", "collections", ("id",), cursor="updated_at",
+        timestamps=CREATED_AT_UPDATED_AT,
+    ),
+    TableSpec("snippets", "/v1/snippets", "snippets", ("name",), cursor="updated_at", timestamps=_t("updated_at")),
+    TableSpec(
+        "sender_identities", "/v1/sender_identities", "sender_identities", ("id",), paginated=True,
+        page_size=UNDOCUMENTED_PAGE_SIZE, params={"sort": "asc"}, cost="ceil(senders / 1000)",
+    ),
+    TableSpec("subscription_topics", "/v1/subscription_topics", "topics", ("id",)),
+    TableSpec("reporting_webhooks", "/v1/reporting_webhooks", "reporting_webhooks", ("id",)),
+    TableSpec(
+        "info_ip_addresses", "/v1/info/ip_addresses", "ip_addresses", ("ip",), builder="ip_addresses",
+        notes="The API returns bare strings; each becomes a row {ip}.",
+    ),
+    TableSpec("object_types", "/v1/object_types", "types", ("id",)),
+    TableSpec(
+        "esp_suppressions", "/v1/esp/suppression/{suppression_type}", "suppressions", ("suppression_type", "email"),
+        builder="suppressions", timestamps=_t("created"), cost="ceil(suppressions / 1000) per type (bounces, spam_reports)",
+    ),
+    TableSpec(
+        "objects", "/v1/objects", "identifiers", ("object_type_id", "object_id"), builder="objects",
+        page_size=UNDOCUMENTED_PAGE_SIZE, cost="ceil(objects / 1000) per object type",
+        notes="POST /v1/objects per object type, with a filter that matches every object.",
+    ),
+    TableSpec(
+        "object_attributes", "/v1/objects/{object_type_id}/{object_id}/attributes", "object",
+        ("object_type_id", "object_id"), builder="objects", default=False, cost="1 per object (opt-in)",
+    ),
+    TableSpec(
+        "object_relationships", "/v1/objects/{object_type_id}/{object_id}/relationships", "cio_relationships",
+        ("object_type_id", "object_id", "cio_id"), builder="objects", default=False,
+        cost="1+ per object (opt-in)",
+    ),
+    # -- children read for every parent, every run ----------------------------------------------------
+    TableSpec(
+        "campaign_actions", "/v1/campaigns/{campaign_id}/actions", "actions", ("id",), parent="campaigns",
+        path_fields={"campaign_id": "id"}, parent_columns={"campaign_id": "id"}, paginated=True,
+        cursor="updated", timestamps=_t("created", "updated"), cost="1+ per campaign",
+    ),
+    TableSpec(
+        "broadcast_actions", "/v1/broadcasts/{broadcast_id}/actions", "actions", ("id",), parent="broadcasts",
+        path_fields={"broadcast_id": "id"}, parent_columns={"broadcast_id": "id"}, cursor="updated",
+        timestamps=_t("created", "updated"), cost="1 per broadcast",
+    ),
+    TableSpec(
+        "broadcast_triggers", "/v1/broadcasts/{broadcast_id}/triggers", "triggers", ("id",), parent="broadcasts",
+        path_fields={"broadcast_id": "id"}, parent_columns={"broadcast_id": "id"},
+        timestamps=_t("created_at", "processed_at"), cost="1 per broadcast",
+    ),
+    TableSpec(
+        "newsletter_variants", "/v1/newsletters/{newsletter_id}/contents", "contents", ("id",),
+        parent="newsletters", path_fields={"newsletter_id": "id"}, parent_columns={"newsletter_id": "id"},
+        timestamps=_t("created", "updated"), cost="1 per newsletter",
+    ),
+    TableSpec(
+        "newsletter_test_groups", "/v1/newsletters/{newsletter_id}/test_groups", "test_groups", ("id",),
+        parent="newsletters", path_fields={"newsletter_id": "id"}, parent_columns={"newsletter_id": "id"},
+        cost="1 per newsletter",
+    ),
+    TableSpec(
+        "transactional_variants", "/v1/transactional/{transactional_id}/contents", "contents", ("id",),
+        parent="transactional_messages", path_fields={"transactional_id": "id"},
+        parent_columns={"transactional_message_id": "id"}, timestamps=_t("created", "updated"),
+        cost="1 per transactional message",
+    ),
+    TableSpec(
+        "segment_dependencies", "/v1/segments/{segment_id}/used_by", "used_by", ("segment_id",),
+        parent="segments", path_fields={"segment_id": "id"}, parent_columns={"segment_id": "id"},
+        cost="1 per segment",
+    ),
+    TableSpec(
+        "segment_memberships", "/v1/segments/{segment_id}/membership", "identifiers", ("segment_id", "cio_id"),
+        parent="segments", path_fields={"segment_id": "id"}, parent_columns={"segment_id": "id"},
+        paginated=True, page_size=30000, cost="ceil(members / 30000) per segment",
+    ),
+    # -- people ---------------------------------------------------------------------------------------
+    TableSpec(
+        "customers", "/v1/customers", "identifiers", ("cio_id",), builder="customers", page_size=1000,
+        cost="ceil(people / 1000)", notes="Every person: POST /v1/customers with a filter that matches everyone.",
+    ),
+    TableSpec(
+        "customer_attributes", "/v1/customers/attributes", "customers", ("cio_id",), builder="customer_attributes",
+        cost="ceil(people / 100) (+ the people search)",
+        notes="POST /v1/customers/attributes, 100 ids per request. Attributes land as one JSON column.",
+    ),
+    TableSpec(
+        "customer_messages", "/v1/customers/{customer_id}/messages", "messages", ("id",), builder="per_person",
+        timestamps=DELIVERY_TIMESTAMPS, full_reread=False, default=False,
+        cost="1+ per person (opt-in: one request per person)",
+    ),
+    TableSpec(
+        "customer_activities", "/v1/customers/{customer_id}/activities", "activities", ("id",),
+        builder="per_person", timestamps=_t("timestamp"), full_reread=False, default=False,
+        cost="1+ per person (opt-in)",
+    ),
+    TableSpec(
+        "customer_relationships", "/v1/customers/{customer_id}/relationships", "cio_relationships",
+        ("cio_id", "object_type_id", "object_id"), builder="per_person", default=False,
+        cost="1+ per person (opt-in)",
+    ),
+    TableSpec(
+        "customer_segments", "/v1/customers/{customer_id}/segments", "segments", ("cio_id", "segment_id"),
+        builder="per_person", default=False, cost="1 per person (opt-in; `segment_memberships` is cheaper)",
+    ),
+    # -- deliveries, read by `created` in windows of at most 6 months ----------------------------------
+    TableSpec(
+        "messages", "/v1/messages", "messages", ("id",), builder="deliveries", page_size=1000,
+        timestamps=DELIVERY_TIMESTAMPS, full_reread=False, cost="ceil(deliveries / 1000) per window",
+    ),
+    TableSpec(
+        "campaign_messages", "/v1/campaigns/{campaign_id}/messages", "messages", ("id",), builder="deliveries",
+        parent="campaigns", path_fields={"campaign_id": "id"}, page_size=1000, timestamps=DELIVERY_TIMESTAMPS,
+        full_reread=False, default=False, cost="1+ per campaign and window (a subset of `messages`)",
+    ),
+    TableSpec(
+        "broadcast_messages", "/v1/broadcasts/{broadcast_id}/messages", "messages", ("id",), builder="deliveries",
+        parent="broadcasts", path_fields={"broadcast_id": "id"}, page_size=1000, timestamps=DELIVERY_TIMESTAMPS,
+        full_reread=False, default=False, cost="1+ per broadcast and window (a subset of `messages`)",
+    ),
+    TableSpec(
+        "newsletter_messages", "/v1/newsletters/{newsletter_id}/messages", "messages", ("id",),
+        builder="deliveries", parent="newsletters", path_fields={"newsletter_id": "id"}, page_size=1000,
+        timestamps=DELIVERY_TIMESTAMPS, full_reread=False, default=False,
+        cost="1+ per newsletter and window (a subset of `messages`)",
+    ),
+    TableSpec(
+        "transactional_message_deliveries", "/v1/transactional/{transactional_id}/messages", "messages", ("id",),
+        builder="deliveries", parent="transactional_messages", path_fields={"transactional_id": "id"},
+        page_size=1000, timestamps=DELIVERY_TIMESTAMPS, full_reread=False, default=False,
+        cost="1+ per transactional message and window",
+    ),
+    # -- activities: newest first, 30-day retention, no time filter ----------------------------------
+    TableSpec(
+        "activities", "/v1/activities", "activities", ("id",), builder="activities", page_size=100,
+        cursor="timestamp", timestamps=_t("timestamp"), full_reread=False,
+        cost="ceil(new activities / 100)", notes="Stops paging at the watermark; history accumulates past 30 days.",
+    ),
+]
+
+
+CATALOGUE: dict[str, TableSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def register(spec: TableSpec) -> None:
+    """Add a table (used by modules that declare irregular families, e.g. metrics)."""
+    if spec.name in CATALOGUE:
+        raise ValueError(f"table {spec.name!r} declared twice")
+    CATALOGUE[spec.name] = spec
+
+
+def default_tables() -> list[str]:
+    """The tables `--tables all` loads, in catalogue order."""
+    return [name for name, spec in CATALOGUE.items() if spec.default]

@@ -1,0 +1,252 @@
+"""`customerio-pipeline`: load a Customer.io workspace (or the simulated one) into a warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import dlt
+
+from .errors import AuthError, ConfigError, CustomerIOError
+from .runner import client_of, load
+from .source import API_KEY_ENV, customerio_source
+
+DESTINATIONS = ("duckdb", "postgres", "bigquery")
+SCALES = ("tiny", "small", "large")
+DEMO_API_KEY = "demo-app-api-key"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="customerio-pipeline",
+        description="Load a Customer.io workspace (App API) into DuckDB, Postgres or BigQuery. "
+        "`customerio-pipeline simulate --port 8800` serves the simulated workspace.",
+    )
+    parser.add_argument("--tables", default="all", help="all, or a comma list; metrics take periods: campaign_metrics:hours+days")
+    parser.add_argument("--interval-start", help="ISO 8601 start of a half-open interval [start, end)")
+    parser.add_argument("--interval-end", help="ISO 8601 end of the interval (a backfill: state does not move)")
+    parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS)
+    parser.add_argument("--dataset-name", default="customerio")
+    parser.add_argument("--pipeline-name", default=None, help="default: customerio (customerio_demo with --demo)")
+    parser.add_argument("--region", default=None, choices=("us", "eu"), help="default: us (or [sources.customerio] region)")
+    parser.add_argument("--base-url", default=None, help="override the API root (proxy, simulator)")
+    parser.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests per second (default 10)")
+    parser.add_argument("--metrics-periods", default=None, help="default periods for metrics tables (default days)")
+    parser.add_argument("--demo", action="store_true", help="load the simulated workspace (no API key needed)")
+    parser.add_argument("--scale", default="small", choices=SCALES, help="simulated workspace size for --demo")
+    parser.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (0: off)")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
+    return parser
+
+
+def simulate_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="customerio-pipeline simulate", description="Serve the simulated workspace.")
+    parser.add_argument("--port", type=int, default=8800)
+    parser.add_argument("--scale", default="small", choices=SCALES)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rate-limit", type=float, default=10.0, help="429 above this many requests/s (0: off)")
+    parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or DEMO_API_KEY)
+    args = parser.parse_args(argv)
+    from .simulator import SimulatorServer, Workspace
+
+    workspace = Workspace(scale=args.scale, seed=args.seed)
+    server = SimulatorServer(
+        workspace, api_key=args.api_key, port=args.port, rate_limit=args.rate_limit or None
+    ).start()
+    print(f"simulated workspace ({args.scale}) at {server.base_url}; API key: {args.api_key!r}; Ctrl-C stops it")
+    print(f"try: CUSTOMERIO_APP_API_KEY={args.api_key} customerio-pipeline --base-url {server.base_url}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+class Progress:
+    """Prints a line per table every few seconds: rows so far, requests, request rate."""
+
+    def __init__(self, client_stats: Any, every: float) -> None:
+        self.stats = client_stats
+        self.every = every
+        self.rows: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cio-progress", daemon=True)
+        self._last_requests = 0
+        self._last_time = time.monotonic()
+
+    def count(self, table: str):  # noqa: ANN201 - dlt map function
+        def counter(item: Any) -> Any:
+            self.rows[table] += 1
+            return item
+
+        return counter
+
+    def start(self) -> None:
+        if self.every > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            now = time.monotonic()
+            total = self.stats.total
+            rate = (total - self._last_requests) / max(1e-6, now - self._last_time)
+            self._last_requests, self._last_time = total, now
+            tables = sorted(set(self.rows) | set(self.stats.by_table))
+            parts = [f"{t}: {self.rows.get(t, 0)} rows/{self.stats.by_table.get(t, 0)} req" for t in tables if t != "-"]
+            print(f"[{now - self.stats.started:6.1f}s] {total} requests ({rate:.1f}/s) | " + ", ".join(parts), file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    server = None
+    pipeline_name = args.pipeline_name or ("customerio_demo" if args.demo else "customerio")
+    source_kwargs: dict[str, Any] = {
+        "tables": args.tables,
+        "interval_start": args.interval_start,
+        "interval_end": args.interval_end,
+    }
+    if args.region:
+        source_kwargs["region"] = args.region
+    if args.base_url:
+        source_kwargs["base_url"] = args.base_url
+    if args.rate_limit is not None:
+        source_kwargs["rate_limit"] = args.rate_limit
+    if args.metrics_periods:
+        source_kwargs["metrics_periods"] = args.metrics_periods
+    if args.demo:
+        from .simulator import SimulatorServer, Workspace
+
+        print(f"building the simulated workspace ({args.scale})...", file=sys.stderr)
+        workspace = Workspace(scale=args.scale)
+        server = SimulatorServer(workspace, api_key=DEMO_API_KEY).start()
+        source_kwargs.update(api_key=DEMO_API_KEY, base_url=server.base_url)
+        if args.rate_limit is None:
+            source_kwargs["rate_limit"] = 0  # the simulator has no limit unless asked; the real API does
+        print(f"simulated workspace at {server.base_url}", file=sys.stderr)
+    elif os.environ.get(API_KEY_ENV):
+        source_kwargs["api_key"] = os.environ[API_KEY_ENV]
+    try:
+        source = customerio_source(**source_kwargs)
+        pipeline = dlt.pipeline(pipeline_name=pipeline_name, destination=args.destination, dataset_name=args.dataset_name)
+        check_destination(pipeline)
+        client = client_of(source)
+        progress = Progress(client.stats, args.progress_every)
+        for name, resource in source.selected_resources.items():
+            resource.add_map(progress.count(name))
+        progress.start()
+        try:
+            info = load(pipeline, source, refresh="drop_sources" if args.full_refresh else None)
+        finally:
+            progress.stop()
+        print_summary(pipeline, info, client.stats, time.monotonic() - started, args)
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def check_destination(pipeline: dlt.Pipeline) -> None:
+    """Resolve the destination's configuration before any request, so missing credentials fail early."""
+    try:
+        pipeline.destination_client()
+    except Exception as exc:  # noqa: BLE001 - dlt raises several config exception types
+        raise ConfigError(
+            f"destination {pipeline.destination.destination_name if pipeline.destination else '?'} is not "
+            f"configured: {_first_line(exc)}"
+        ) from exc
+
+
+def print_summary(pipeline: dlt.Pipeline, info: Any, stats: Any, elapsed: float, args: argparse.Namespace) -> None:
+    counts = table_counts(pipeline)
+    normalized = {}
+    trace = pipeline.last_trace
+    if trace and trace.last_normalize_info:
+        normalized = trace.last_normalize_info.row_counts
+    print(f"\nloaded into {args.destination} dataset {pipeline.dataset_name!r} in {elapsed:.1f}s, "
+          f"{stats.total} requests ({stats.total / max(elapsed, 1e-6):.1f}/s, {stats.rate_limited} rate-limited)")
+    width = max((len(t) for t in counts), default=10)
+    print(f"{'table'.ljust(width)}  {'rows this run':>13}  {'rows in table':>13}")
+    for table in sorted(counts):
+        print(f"{table.ljust(width)}  {normalized.get(table, 0):>13}  {counts[table]:>13}")
+    if args.destination == "duckdb":
+        print(f"DuckDB file: {database_path(pipeline)}")
+
+
+def table_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Row counts of every data table of the pipeline's schema (child tables included)."""
+    counts: dict[str, int] = {}
+    schema = pipeline.default_schema
+    with pipeline.sql_client() as client:
+        for name in schema.data_table_names():
+            try:
+                rows = client.execute_sql(f"SELECT COUNT(*) FROM {client.make_qualified_table_name(name)}")
+            except Exception:  # noqa: BLE001 - a table declared but never created
+                continue
+            counts[name] = int(rows[0][0])
+    return counts
+
+
+def database_path(pipeline: dlt.Pipeline) -> str:
+    try:
+        credentials = pipeline.destination_client().config.credentials  # type: ignore[attr-defined]
+        return os.path.abspath(str(credentials.database))
+    except Exception:  # noqa: BLE001
+        return f"{pipeline.pipeline_name}.duckdb"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The CustomerIOError behind dlt's wrappers (PipelineStepFailed, ResourceExtractionError...), if any."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CustomerIOError):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "simulate":
+        return simulate_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    # dlt's own warnings would break the one-line error contract; --debug shows everything
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if args.debug else "ERROR")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line, the traceback only with --debug
+        cause = root_cause(exc)
+        if args.debug:
+            traceback.print_exc()
+        message = str(cause) if isinstance(cause, CustomerIOError) else _first_line(cause)
+        print(f"error: {message}", file=sys.stderr)
+        return 2 if isinstance(cause, ConfigError) else 3 if isinstance(cause, AuthError) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

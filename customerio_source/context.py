@@ -1,0 +1,180 @@
+"""Per-run state shared by all resources: the client, the interval, options and the small parent lists."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from .catalogue import CATALOGUE, TableSpec
+from .client import CustomerIOClient, path_value
+from .errors import NotFoundError
+
+logger = logging.getLogger("customerio_source")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""dlt needs an `initial_value` whenever an `end_value` is set: an end-only interval starts here."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A half-open time range [start, end); either side may be open (None)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.start is not None or self.end is not None
+
+    @property
+    def initial_value(self) -> datetime | None:
+        """The `initial_value` for dlt incremental cursors (EPOCH when only the end is bounded)."""
+        if self.start is None and self.end is not None:
+            return EPOCH
+        return self.start
+
+    def contains(self, value: datetime | None) -> bool:
+        if value is None:
+            return not self.bounded
+        if self.start is not None and value < self.start:
+            return False
+        return not (self.end is not None and value >= self.end)
+
+
+@dataclass
+class RunContext:
+    """Everything a resource needs besides its own declaration."""
+
+    client: CustomerIOClient
+    interval: Interval = field(default_factory=Interval)
+    messages_lookback_days: float = 3.0
+    activities_include_deleted: bool = False
+    metrics_periods: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    attribute_columns: tuple[str, ...] = ()
+    concurrency: int = 4
+    _lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _list_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- small lists, fetched once per run and shared by the table and its children ----------------
+    def list_rows(self, table: str) -> list[dict[str, Any]]:
+        """The raw rows of a small workspace-level list, fetched once per run (thread-safe).
+
+        Rows are shared: callers copy before changing them.
+        """
+        with self._lock:
+            lock = self._list_locks.setdefault(table, threading.Lock())
+        with lock:
+            if table not in self._lists:
+                spec = CATALOGUE[table]
+                rows: list[dict[str, Any]] = []
+                if spec.per_parent:
+                    for children in self.map_unordered(
+                        skip_missing(lambda parent: self._children(spec, parent), _describe(spec)),
+                        self.list_rows(spec.parent),  # type: ignore[arg-type]
+                    ):
+                        rows.extend(children)
+                else:
+                    for page in self.read_pages(spec, spec.path):
+                        rows.extend(page)
+                self._lists[table] = rows
+            return self._lists[table]
+
+    def _children(self, spec: TableSpec, parent: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = []
+        for page in self.read_pages(spec, self.child_path(spec, parent)):
+            for row in page:
+                row = dict(row)
+                for column, src in spec.parent_columns.items():
+                    row[column] = parent.get(src)
+                rows.append(row)
+        return rows
+
+    def read_pages(
+        self, spec: TableSpec, path: str, params: dict[str, Any] | None = None, table: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the records of each page of a declared endpoint (cursor-paginated or not)."""
+        query = dict(spec.params)
+        if spec.paginated and spec.page_size:
+            query["limit"] = spec.page_size
+        query.update(params or {})
+        tag = table or spec.name
+        if not spec.paginated:
+            yield records(self.client.get(path, query, table=tag), spec.envelope)
+            return
+        for payload in self.client.pages("GET", path, query, table=tag):
+            page = records(payload, spec.envelope)
+            yield page
+            if not page:
+                return  # an empty page ends the list even if a cursor came with it
+
+    def child_path(self, spec: TableSpec, parent: dict[str, Any]) -> str:
+        return spec.path.format(**{name: path_value(parent[src]) for name, src in spec.path_fields.items()})
+
+    # -- bounded concurrency that keeps memory flat ----------------------------------------------------
+    def map_unordered(
+        self, fn: Callable[[T], R], items: Iterable[T], workers: int | None = None
+    ) -> Iterator[R]:
+        """Apply ``fn`` to items on a small thread pool, yielding results as they finish.
+
+        At most ``2 × workers`` items are in flight, so a long input never piles up in memory. All
+        requests still pass through the client's one shared rate limiter.
+        """
+        workers = max(1, workers or self.concurrency)
+        if workers == 1:
+            for item in items:
+                yield fn(item)
+            return
+        iterator = iter(items)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cio") as pool:
+            pending: set[Future[R]] = set()
+            try:
+                for item in iterator:
+                    pending.add(pool.submit(fn, item))
+                    if len(pending) >= 2 * workers:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            yield future.result()
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+
+def _describe(spec: TableSpec) -> Callable[[dict[str, Any]], str]:
+    return lambda parent: f"{spec.parent} {parent.get('id')!r} (for {spec.name})"
+
+
+def records(payload: dict[str, Any], envelope: str) -> list[dict[str, Any]]:
+    """The records under ``envelope``: a list as is, a single object as a one-row list."""
+    value = payload.get(envelope)
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [value]
+    return [v if isinstance(v, dict) else {"value": v} for v in value]
+
+
+def skip_missing(fn: Callable[[T], list[Any]], describe: Callable[[T], str]) -> Callable[[T], list[Any]]:
+    """Wrap a per-parent read so a parent deleted meanwhile (404) is skipped with a warning."""
+
+    def wrapped(item: T) -> list[Any]:
+        try:
+            return fn(item)
+        except NotFoundError:
+            logger.warning("%s vanished during the run (404); skipped", describe(item))
+            return []
+
+    return wrapped

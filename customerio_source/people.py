@@ -1,0 +1,210 @@
+"""People: every person (`customers`), their attributes in batches of 100, and per-person tables.
+
+`customers` enumerates every person through the people search (``POST /v1/customers``, 1000 per page) with
+a filter that matches everyone, so people who belong to no segment are included. The other people tables
+are dlt transformers fed by that enumeration, so a run searches people once however many of them it loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import dlt
+from dlt.extract.resource import DltResource
+
+from .catalogue import CATALOGUE, UNDOCUMENTED_PAGE_SIZE, TableSpec
+from .client import path_value
+from .context import RunContext, records, skip_missing
+from .transform import convert_nested_timestamps, convert_timestamps, deleted_marker_column, timestamp_columns
+
+PEOPLE_PAGE_SIZE = 1000  # POST /v1/customers: max limit 1000
+ATTRIBUTES_BATCH = 100  # POST /v1/customers/attributes: 1-100 ids per request
+
+# The search needs a filter; there is no "everyone" filter in the grammar. Nobody has this attribute, so
+# `not exists` on it matches every person, including people with no id, no email and no segment.
+NEVER_SET_ATTRIBUTE = "_customerio_source_never_set"
+MATCH_EVERYONE = {"not": {"attribute": {"field": NEVER_SET_ATTRIBUTE, "operator": "exists"}}}
+
+ATTRIBUTE_TYPES = {"text", "bigint", "double", "bool", "timestamp"}
+
+
+def people_pages(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:
+    """Every person's identifiers ({cio_id, id, email}), one search page at a time."""
+    for payload in ctx.client.pages(
+        "POST", "/v1/customers", {"limit": PEOPLE_PAGE_SIZE}, body={"filter": MATCH_EVERYONE}, table="customers"
+    ):
+        page = [
+            {"cio_id": row.get("cio_id"), "id": row.get("id") or None, "email": row.get("email")}
+            for row in records(payload, "identifiers")
+        ]
+        if not page:
+            return
+        yield page
+
+
+def customers_resource(ctx: RunContext) -> DltResource:
+    def customers() -> Iterator[list[dict[str, Any]]]:
+        yield from people_pages(ctx)
+
+    return dlt.resource(
+        customers,
+        name="customers",
+        primary_key="cio_id",
+        write_disposition="merge",
+        columns=deleted_marker_column(),
+        parallelized=True,
+    )
+
+
+def parse_attribute_columns(specs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """`plan`, `score:double`, `signed_up:timestamp` -> ((name, type), ...)."""
+    out = []
+    for item in specs:
+        name, _, type_ = item.partition(":")
+        type_ = type_ or "text"
+        if not name or type_ not in ATTRIBUTE_TYPES:
+            raise ValueError(f"attribute column {item!r}: use NAME or NAME:TYPE with TYPE in {sorted(ATTRIBUTE_TYPES)}")
+        out.append((name, type_))
+    return tuple(out)
+
+
+def _typed(value: Any, type_: str) -> Any:
+    """Coerce an attribute (the API sends every attribute as a string) to the promoted column's type."""
+    if value is None or value == "":
+        return None
+    try:
+        if type_ == "bigint":
+            return int(float(value))
+        if type_ == "double":
+            return float(value)
+        if type_ == "bool":
+            return str(value).lower() in ("true", "1", "yes")
+        if type_ == "timestamp":
+            return convert_timestamps({"v": int(float(value))}, ("v",))["v"]
+    except (TypeError, ValueError):
+        return None
+    return str(value)
+
+
+def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
+    """`customer_attributes`: POST /v1/customers/attributes with 100 ids per request, fed by `customers`."""
+    promoted = parse_attribute_columns(ctx.attribute_columns)
+
+    def fetch(batch: list[str]) -> list[dict[str, Any]]:
+        payload = ctx.client.post(
+            "/v1/customers/attributes", {"ids": batch}, {"id_type": "cio_id"}, table="customer_attributes"
+        )
+        return [shape(item.get("customer") or item) for item in records(payload, "customers")]
+
+    def shape(customer: dict[str, Any]) -> dict[str, Any]:
+        identifiers = customer.get("identifiers") or {}
+        attributes = customer.get("attributes") or {}
+        row = {
+            "cio_id": identifiers.get("cio_id") or attributes.get("cio_id"),
+            "id": identifiers.get("id") or customer.get("id") or None,
+            "email": identifiers.get("email"),
+            "attributes": attributes,
+            "timestamps": customer.get("timestamps"),
+            "unsubscribed": customer.get("unsubscribed"),
+            "devices": [convert_timestamps(dict(d), ("last_used",)) for d in customer.get("devices") or []],
+        }
+        for name, type_ in promoted:
+            row[f"attr_{name}"] = _typed(attributes.get(name), type_)
+        return row
+
+    def attributes(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        ids = [person["cio_id"] for person in page if person.get("cio_id")]
+        batches = [ids[i : i + ATTRIBUTES_BATCH] for i in range(0, len(ids), ATTRIBUTES_BATCH)]
+        for rows in ctx.map_unordered(fetch, batches):
+            if rows:
+                yield rows
+
+    columns: dict[str, dict[str, Any]] = {
+        "attributes": {"data_type": "json"},
+        "timestamps": {"data_type": "json"},
+        **deleted_marker_column(),
+    }
+    for name, type_ in promoted:
+        columns[f"attr_{name}"] = {"data_type": type_, "nullable": True}
+    return dlt.transformer(
+        attributes,
+        data_from=people,
+        name="customer_attributes",
+        primary_key="cio_id",
+        write_disposition="merge",
+        columns=columns,
+    )
+
+
+# -- per-person tables: one request (or more) per person ------------------------------------------------
+PER_PERSON: dict[str, dict[str, Any]] = {
+    "customer_messages": {
+        "path": "/v1/customers/{cio}/messages", "envelope": "messages", "page_size": 1000, "key": ("id",),
+        "timestamps": ("created",),
+    },
+    "customer_activities": {
+        "path": "/v1/customers/{cio}/activities", "envelope": "activities", "page_size": 100, "key": ("id",),
+        "timestamps": ("timestamp",),
+    },
+    "customer_relationships": {
+        "path": "/v1/customers/{cio}/relationships", "envelope": "cio_relationships",
+        "page_size": UNDOCUMENTED_PAGE_SIZE, "key": ("cio_id", "object_type_id", "object_id"), "timestamps": (),
+    },
+    "customer_segments": {
+        "path": "/v1/customers/{cio}/segments", "envelope": "segments", "page_size": None,
+        "key": ("cio_id", "segment_id"), "timestamps": ("created_at", "updated_at"),
+    },
+}
+
+
+def per_person_transformer(ctx: RunContext, people: DltResource, name: str) -> DltResource:
+    """A per-person table (messages, activities, relationships, segments of each person)."""
+    conf = PER_PERSON[name]
+    spec: TableSpec = CATALOGUE[name]
+
+    def read(person: dict[str, Any]) -> list[dict[str, Any]]:
+        path = conf["path"].format(cio=path_value(f"cio_{person['cio_id']}"))
+        query: dict[str, Any] = {"id_type": "cio_id"}
+        rows: list[dict[str, Any]] = []
+        if conf["page_size"]:
+            query["limit"] = conf["page_size"]
+            pages = (records(p, conf["envelope"]) for p in ctx.client.pages("GET", path, query, table=name))
+        else:
+            pages = iter([records(ctx.client.get(path, query, table=name), conf["envelope"])])
+        for page in pages:
+            for raw in page:
+                rows.append(shape(dict(raw), person))
+            if not page:
+                break
+        return rows
+
+    def shape(row: dict[str, Any], person: dict[str, Any]) -> dict[str, Any]:
+        row["cio_id"] = person["cio_id"] if name != "customer_messages" else row.get("cio_id", person["cio_id"])
+        if name == "customer_relationships":
+            identifiers = row.get("identifiers") or {}
+            row["object_id"] = identifiers.get("object_id")
+        if name == "customer_segments":
+            row["segment_id"] = row.pop("id", None)
+        if name == "customer_messages":
+            row["person_cio_id"] = person["cio_id"]
+            convert_nested_timestamps(row, "metrics")
+        return convert_timestamps(row, conf["timestamps"])
+
+    def per_page(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        describe = lambda person: f"person cio_{person.get('cio_id')} (for {name})"  # noqa: E731
+        for rows in ctx.map_unordered(skip_missing(read, describe), page):
+            if rows:
+                yield rows
+
+    columns = timestamp_columns(conf["timestamps"])
+    if spec.full_reread:
+        columns.update(deleted_marker_column())
+    return dlt.transformer(
+        per_page,
+        data_from=people,
+        name=name,
+        primary_key=list(conf["key"]),
+        write_disposition="merge",
+        columns=columns,
+    )

@@ -1,0 +1,94 @@
+"""Running a load: the pipeline run, then delete marking for tables read in full.
+
+A table the source reads completely every run (lists, children of every parent, every person) is merged,
+so each row it saw carries this run's `_dlt_load_id`. After a successful load, rows of such a table that
+this run did not see have vanished from the workspace: they get `_cio_deleted_at` (once), and lose it
+again if they come back. A failed run marks nothing. Airflow/Dagster/library users call :func:`load`
+the same way, so every entry point behaves alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+import dlt
+from dlt.common.pipeline import LoadInfo
+from dlt.extract.source import DltSource
+
+from .transform import DELETED_AT
+
+logger = logging.getLogger("customerio_source")
+
+COMPLETE_READ_FLAG = "_cio_reads_all_rows"
+CLIENT_ATTRIBUTE = "_cio_client"
+
+
+def mark_reads_all_rows(resource: Any, value: bool = True) -> Any:
+    """Flag a resource as one that sees every live row of its table on each run."""
+    setattr(resource, COMPLETE_READ_FLAG, value)
+    return resource
+
+
+def attach_client(resource: Any, client: Any) -> Any:
+    """Let callers (CLI progress, benchmarks) reach the run's client and its request counters."""
+    setattr(resource, CLIENT_ATTRIBUTE, client)
+    return resource
+
+
+def client_of(source: DltSource) -> Any:
+    """The CustomerIOClient a source built (None for a source with no resources)."""
+    for resource in source.resources.values():
+        client = getattr(resource, CLIENT_ATTRIBUTE, None)
+        if client is not None:
+            return client
+    return None
+
+
+def complete_tables(source: DltSource) -> list[str]:
+    """Names of the selected tables this run reads in full (candidates for delete marking)."""
+    return [
+        name
+        for name, resource in source.selected_resources.items()
+        if getattr(resource, COMPLETE_READ_FLAG, False)
+    ]
+
+
+def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadInfo:
+    """Run the pipeline and mark rows that vanished from completely read tables."""
+    tables = complete_tables(source)
+    info = pipeline.run(source, **run_kwargs)
+    info.raise_on_failed_jobs()
+    if tables and info.loads_ids:
+        mark_deleted(pipeline, tables, info.loads_ids)
+    return info
+
+
+def mark_deleted(pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[str]) -> dict[str, int]:
+    """Set `_cio_deleted_at` on live rows of ``tables`` that none of ``load_ids`` wrote; clear nothing else.
+
+    Returns the number of rows newly marked per table.
+    """
+    marked: dict[str, int] = {}
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    schema = pipeline.default_schema
+    with pipeline.sql_client() as client:
+        ids = ", ".join(f"'{load_id}'" for load_id in load_ids if load_id.replace(".", "").isdigit())
+        if not ids:
+            return marked
+        for table in tables:
+            if table not in schema.tables or DELETED_AT not in schema.get_table_columns(table):
+                continue
+            qualified = client.make_qualified_table_name(table)
+            column = client.escape_column_name(DELETED_AT)
+            load_column = client.escape_column_name("_dlt_load_id")
+            condition = f"{column} IS NULL AND {load_column} NOT IN ({ids})"
+            count_rows = client.execute_sql(f"SELECT COUNT(*) FROM {qualified} WHERE {condition}")
+            count = int(count_rows[0][0]) if count_rows else 0
+            if count:
+                client.execute_sql(f"UPDATE {qualified} SET {column} = %s WHERE {condition}", now)
+                logger.info("%s: %d rows vanished from the workspace; marked %s", table, count, DELETED_AT)
+            marked[table] = count
+    return marked

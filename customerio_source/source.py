@@ -1,0 +1,209 @@
+"""The dlt source: one resource per selected table of the catalogue."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import dlt
+import pendulum
+from dlt.extract.resource import DltResource
+
+from . import metrics  # noqa: F401  (registers the metrics tables in the catalogue)
+from .activities import activities_resource
+from .catalogue import CATALOGUE, METRIC_PERIODS, default_tables
+from .client import CustomerIOClient
+from .context import Interval, RunContext
+from .deliveries import deliveries_resource
+from .errors import ConfigError
+from .objects import objects_resources
+from .people import (
+    PER_PERSON,
+    attributes_transformer,
+    customers_resource,
+    parse_attribute_columns,
+    per_person_transformer,
+)
+from .resources import child_resource, list_resource
+from .runner import attach_client, mark_reads_all_rows
+from .small import ip_addresses_resource, suppressions_resource
+
+API_KEY_ENV = "CUSTOMERIO_APP_API_KEY"
+
+
+@dlt.source(name="customerio", section="customerio", max_table_nesting=1)
+def customerio_source(
+    api_key: str | None = dlt.secrets.value,
+    region: str = "us",
+    base_url: str | None = None,
+    tables: str | Sequence[str] | None = None,
+    interval_start: str | datetime | None = None,
+    interval_end: str | datetime | None = None,
+    rate_limit: float = 10.0,
+    max_attempts: int = 8,
+    max_retry_wait: float = 300.0,
+    request_timeout: float = 60.0,
+    concurrency: int = 4,
+    messages_lookback_days: float = 3.0,
+    activities_include_deleted: bool = False,
+    metrics_periods: str | Sequence[str] = ("days",),
+    attribute_columns: str | Sequence[str] = (),
+) -> Iterable[DltResource]:
+    """Customer.io App API tables.
+
+    Args:
+        api_key: App API key (bearer). Falls back to the `CUSTOMERIO_APP_API_KEY` environment variable.
+        region: `us` or `eu`.
+        base_url: overrides the region's URL (proxies, the simulated workspace).
+        tables: `all` (default), or table names; metrics tables take periods: `campaign_metrics:hours+days`.
+        interval_start / interval_end: a half-open interval [start, end) of ISO 8601 datetimes. Windowed
+            tables read exactly it; lists keep rows whose `updated`/`updated_at` falls in it. With an end,
+            incremental state does not move (a backfill).
+        rate_limit: requests per second for the whole run (every thread, retries included).
+        max_attempts / max_retry_wait: retry bounds for 429, 5xx, timeouts and connection errors.
+        concurrency: parallel requests inside one table (children, batches), all under `rate_limit`.
+        messages_lookback_days: how far before the watermark incremental runs re-read deliveries.
+        activities_include_deleted: also load activities of deleted people.
+        metrics_periods: default periods for metrics tables (hours, days, weeks, months).
+        attribute_columns: person attributes promoted to typed columns, `NAME[:TYPE]`.
+    """
+    key = api_key or os.environ.get(API_KEY_ENV)
+    interval = parse_interval(interval_start, interval_end)
+    periods = _as_list(metrics_periods) or ["days"]
+    for period in periods:
+        if period not in METRIC_PERIODS:
+            raise ConfigError(f"unknown metrics period {period!r}: use {', '.join(METRIC_PERIODS)}")
+    selected = select_tables(tables, tuple(periods))
+    try:
+        promoted = _as_list(attribute_columns)
+        parse_attribute_columns(promoted)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    client = CustomerIOClient(
+        key or "",
+        region=region,
+        base_url=base_url,
+        rate_limit=rate_limit,
+        max_attempts=max_attempts,
+        max_retry_wait=max_retry_wait,
+        timeout=request_timeout,
+    )
+    ctx = RunContext(
+        client=client,
+        interval=interval,
+        messages_lookback_days=messages_lookback_days,
+        activities_include_deleted=activities_include_deleted,
+        metrics_periods=selected,
+        attribute_columns=tuple(promoted),
+        concurrency=concurrency,
+    )
+    resources = list(build_resources(ctx, list(selected)))
+    for resource in resources:
+        spec = CATALOGUE.get(resource.name)
+        mark_reads_all_rows(resource, bool(spec and spec.full_reread and not interval.bounded))
+        attach_client(resource, client)
+    return resources
+
+
+def build_resources(ctx: RunContext, names: list[str]) -> Iterable[DltResource]:
+    """Resources for the selected tables (people tables share one enumeration of people)."""
+    people: DltResource | None = None
+    object_names = [n for n in names if CATALOGUE[n].builder == "objects"]
+    for name in names:
+        spec = CATALOGUE[name]
+        builder = spec.builder
+        if builder is None:
+            yield child_resource(ctx, spec) if spec.per_parent else list_resource(ctx, spec)
+        elif builder == "deliveries":
+            yield deliveries_resource(ctx, spec)
+        elif builder == "activities":
+            yield activities_resource(ctx, spec)
+        elif builder == "ip_addresses":
+            yield ip_addresses_resource(ctx, spec)
+        elif builder == "suppressions":
+            yield suppressions_resource(ctx, spec)
+        elif builder == "metrics":
+            yield metrics.metrics_resource(ctx, spec, ctx.metrics_periods[name])
+        elif builder in ("customers", "customer_attributes", "per_person"):
+            if people is None:
+                # a transformer evaluates its parent even when the parent table is not loaded
+                people = customers_resource(ctx)
+                if "customers" in names:
+                    yield people
+            if builder == "customer_attributes":
+                yield attributes_transformer(ctx, people)
+            elif builder == "per_person":
+                yield per_person_transformer(ctx, people, name)
+        elif builder == "objects":
+            if name == object_names[0]:
+                yield from objects_resources(ctx, object_names)
+        else:  # pragma: no cover - a declaration error
+            raise ConfigError(f"table {name!r} has an unknown builder {builder!r}")
+    assert set(PER_PERSON) <= set(CATALOGUE)
+
+
+def select_tables(tables: str | Sequence[str] | None, periods: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Parse a table selection into {table: metric periods} (periods empty for non-metrics tables).
+
+    `all` means every default table; names may follow it (`all,customer_messages`). Metrics tables take
+    periods after a colon, several joined with `+`: `broadcast_metrics:days,campaign_metrics:hours+days`.
+    """
+    items = _as_list(tables) or ["all"]
+    selected: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        name, _, period_text = item.partition(":")
+        names = default_tables() if name == "all" else [name]
+        for table in names:
+            spec = CATALOGUE.get(table)
+            if spec is None:
+                valid = ", ".join(sorted(CATALOGUE))
+                raise ConfigError(f"unknown table {table!r}; valid tables: all, {valid}")
+            if spec.builder == "metrics":
+                wanted = tuple(p for p in period_text.split("+") if p) if period_text else periods
+                for period in wanted:
+                    if period not in METRIC_PERIODS:
+                        raise ConfigError(
+                            f"unknown metrics period {period!r} in {item!r}: use {', '.join(METRIC_PERIODS)}"
+                        )
+                merged = tuple(dict.fromkeys(selected.get(table, ()) + wanted))
+                selected[table] = merged
+            else:
+                if period_text:
+                    raise ConfigError(f"{table!r} is not a metrics table and takes no period ({item!r})")
+                selected.setdefault(table, ())
+    return selected
+
+
+def parse_interval(start: str | datetime | None, end: str | datetime | None) -> Interval:
+    """Validate and parse the half-open interval [start, end) (ISO 8601, naive means UTC)."""
+    parsed = [_parse_datetime(value, flag) for value, flag in ((start, "--interval-start"), (end, "--interval-end"))]
+    if parsed[0] and parsed[1] and parsed[1] <= parsed[0]:
+        raise ConfigError(f"--interval-end ({parsed[1].isoformat()}) must be after --interval-start ({parsed[0].isoformat()})")
+    return Interval(parsed[0], parsed[1])
+
+
+def _parse_datetime(value: str | datetime | None, flag: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        parsed: Any = value if isinstance(value, datetime) else pendulum.parse(str(value), tz="UTC")
+    except (ValueError, pendulum.parsing.exceptions.ParserError):
+        raise ConfigError(f"{flag}: cannot read {value!r} as an ISO 8601 date or datetime") from None
+    if not isinstance(parsed, datetime):  # a bare date parses to a Date in some pendulum versions
+        try:
+            parsed = pendulum.datetime(parsed.year, parsed.month, parsed.day, tz="UTC")
+        except AttributeError:
+            raise ConfigError(f"{flag}: cannot read {value!r} as an ISO 8601 date or datetime") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=pendulum.UTC)
+    return pendulum.instance(parsed).in_timezone("UTC")
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(part).strip() for part in value if str(part).strip()]

@@ -1,0 +1,64 @@
+"""End to end on the simulated workspace (tiny): exact key sets, types, reruns, deletes."""
+
+from __future__ import annotations
+
+import pytest
+
+from customerio_source.catalogue import default_tables
+
+from .conftest import norm_keys
+
+FOUNDATION_TABLES = [
+    "campaigns", "campaign_actions", "broadcasts", "newsletters", "segments", "messages", "customers",
+    "customer_attributes",
+]
+
+
+def test_foundation_tables_load_exactly_the_workspace(loader, tiny_server):
+    ws = tiny_server.workspace
+    loader.run(FOUNDATION_TABLES)
+    for table in FOUNDATION_TABLES:
+        assert loader.keys(table) == norm_keys(ws.expected_keys(table)), table
+        assert loader.duplicates(table) == 0, table
+    assert loader.count("customers") == ws.expected_count("customers")
+
+
+def test_timestamps_are_typed_and_ids_consistent(loader, tiny_server):
+    loader.run(["campaigns", "messages", "customer_attributes"])
+    assert loader.column_type("campaigns", "created") == "TIMESTAMP WITH TIME ZONE"
+    assert loader.column_type("campaigns", "updated") == "TIMESTAMP WITH TIME ZONE"
+    assert loader.column_type("messages", "created") == "TIMESTAMP WITH TIME ZONE"
+    assert loader.column_type("messages", "metrics__sent") == "TIMESTAMP WITH TIME ZONE"
+    assert loader.column_type("campaigns", "id") == "BIGINT"
+    assert loader.column_type("customer_attributes", "attributes") == "JSON"
+    # every delivery's metric timestamps are at or after its creation
+    bad = loader.query("SELECT COUNT(*) FROM {ds}.messages WHERE metrics__sent < created")[0][0]
+    assert bad == 0
+
+
+def test_second_run_adds_nothing_twice(loader, tiny_server):
+    loader.run(FOUNDATION_TABLES)
+    first = {t: loader.count(t) for t in FOUNDATION_TABLES}
+    loader.run(FOUNDATION_TABLES)
+    assert {t: loader.count(t) for t in FOUNDATION_TABLES} == first
+    for table in FOUNDATION_TABLES:
+        assert loader.duplicates(table) == 0
+
+
+def test_all_default_tables_match_the_workspace(loader, tiny_server):
+    ws = tiny_server.workspace
+    loader.run("all")
+    loaded = loader.tables()
+    known = set(ws.tables())
+    for table in default_tables():
+        if table in known:
+            assert table in loaded, table
+            assert loader.keys(table) == norm_keys(ws.expected_keys(table)), table
+            assert loader.duplicates(table) == 0, table
+
+
+@pytest.mark.parametrize("table", ["customer_messages", "customer_relationships", "customer_segments"])
+def test_per_person_tables_on_request(loader, tiny_server, table):
+    ws = tiny_server.workspace
+    loader.run([table])
+    assert loader.keys(table) == norm_keys(ws.expected_keys(table))

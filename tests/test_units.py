@@ -1,0 +1,125 @@
+"""Pure functions: table selection, intervals, delivery windows, metric buckets, timestamps."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from customerio_source.catalogue import CATALOGUE, default_tables
+from customerio_source.deliveries import WINDOW, windows
+from customerio_source.errors import ConfigError
+from customerio_source.metrics import leading_buckets, parse_echoed_time, series_rows, trailing_buckets
+from customerio_source.source import parse_interval, select_tables
+from customerio_source.transform import to_datetime
+
+UTC = timezone.utc
+
+INGESTR_TABLES = {
+    "activities", "broadcasts", "broadcast_actions", "broadcast_messages", "campaigns", "campaign_actions",
+    "campaign_messages", "collections", "customers", "customer_attributes", "customer_messages",
+    "customer_activities", "customer_relationships", "exports", "info_ip_addresses", "messages", "newsletters",
+    "newsletter_test_groups", "object_types", "objects", "reporting_webhooks", "segments", "sender_identities",
+    "subscription_topics", "transactional_messages", "workspaces", "campaign_metrics", "campaign_action_metrics",
+    "broadcast_metrics", "broadcast_action_metrics", "newsletter_metrics",
+}
+
+
+def test_catalogue_has_ingestr_tables_and_at_least_45():
+    assert INGESTR_TABLES <= set(CATALOGUE)
+    assert len(CATALOGUE) >= 45
+    # per-person tables cost one request per person: not in `all`
+    for name in ("customer_messages", "customer_activities", "customer_relationships"):
+        assert name not in default_tables()
+
+
+def test_primary_keys_match_the_issue():
+    expected = {
+        "customers": ("cio_id",), "customer_attributes": ("cio_id",), "objects": ("object_type_id", "object_id"),
+        "customer_relationships": ("cio_id", "object_type_id", "object_id"), "info_ip_addresses": ("ip",),
+        "segment_memberships": ("segment_id", "cio_id"), "snippets": ("name",),
+        "esp_suppressions": ("suppression_type", "email"), "segment_dependencies": ("segment_id",),
+        "campaign_metrics": ("campaign_id", "period", "period_start"),
+    }
+    for name, key in expected.items():
+        assert CATALOGUE[name].primary_key == key, name
+
+
+def test_select_tables_all_and_metrics_periods():
+    selected = select_tables("all", ("days",))
+    assert set(selected) == set(default_tables())
+    assert selected["campaign_metrics"] == ("days",)
+    selected = select_tables("broadcast_metrics:days,campaign_metrics:hours+weeks,campaigns", ("days",))
+    assert selected == {"broadcast_metrics": ("days",), "campaign_metrics": ("hours", "weeks"), "campaigns": ()}
+    assert select_tables(["all", "customer_messages"], ("days",))["customer_messages"] == ()
+
+
+@pytest.mark.parametrize(
+    "tables, message",
+    [("campaignz", "unknown table 'campaignz'; valid tables: all, activities"),
+     ("campaign_metrics:minutes", "unknown metrics period 'minutes'"),
+     ("campaigns:days", "not a metrics table")],
+)
+def test_select_tables_rejects_bad_input(tables, message):
+    with pytest.raises(ConfigError, match=message):
+        select_tables(tables, ("days",))
+
+
+def test_parse_interval():
+    interval = parse_interval("2026-01-01", "2026-02-01T12:00:00+02:00")
+    assert interval.start == datetime(2026, 1, 1, tzinfo=UTC)
+    assert interval.end == datetime(2026, 2, 1, 10, tzinfo=UTC)
+    assert interval.contains(datetime(2026, 1, 1, tzinfo=UTC))
+    assert not interval.contains(datetime(2026, 2, 1, 10, tzinfo=UTC))  # half-open
+    with pytest.raises(ConfigError, match="must be after"):
+        parse_interval("2026-02-01", "2026-01-01")
+    with pytest.raises(ConfigError, match="cannot read 'yesterday-ish'"):
+        parse_interval("yesterday-ish", None)
+    assert parse_interval(None, "2026-01-01").initial_value.year == 1970  # dlt needs an initial value
+
+
+def test_windows_cover_the_range_without_gaps_or_overlap():
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=400)
+    parts = list(windows(start, end))
+    assert all(upper - lower <= WINDOW for lower, upper in parts)
+    assert parts[0][1] == end and parts[-1][0] == start
+    for (lower, _), (_, upper) in zip(parts, parts[1:]):
+        assert upper == lower
+    assert list(windows(end, end)) == []
+
+
+def test_trailing_buckets_in_eastern_time_across_dst():
+    now = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)  # DST ended on 2026-11-01 in New York
+    buckets = trailing_buckets(4, "days", now)
+    starts = [b[0] for b in buckets]
+    assert starts[-1] == datetime(2026, 11, 3, 5, 0, tzinfo=UTC)  # 00:00 EST
+    assert starts[0] == datetime(2026, 10, 31, 4, 0, tzinfo=UTC)  # 00:00 EDT
+    assert buckets[1] == (datetime(2026, 11, 1, 4, 0, tzinfo=UTC), datetime(2026, 11, 2, 5, 0, tzinfo=UTC))  # 25 h day
+    weeks = trailing_buckets(2, "weeks", now)
+    assert weeks[-1][0] == datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # Sunday 00:00 Eastern
+    months = trailing_buckets(2, "months", now)
+    assert months[-1][0] == datetime(2026, 11, 1, 4, 0, tzinfo=UTC)
+    assert months[0][0] == datetime(2026, 10, 1, 4, 0, tzinfo=UTC)
+
+
+def test_leading_buckets_utc_and_series_rows():
+    start = datetime(2026, 1, 1, 7, 30, tzinfo=UTC)
+    buckets = leading_buckets(3, "days", start)
+    assert [b[0].day for b in buckets] == [1, 2, 3] and buckets[0][0].hour == 0
+    rows = series_rows({"sent": [5, 6, 7], "opened": [1, 2]}, buckets, "days", {"campaign_id": 9})
+    assert rows[0] == {"campaign_id": 9, "period": "days", "period_start": buckets[0][0], "period_end": buckets[0][1],
+                       "sent": 5, "opened": 1}
+    assert "opened" not in rows[2] and rows[2]["sent"] == 7
+
+
+def test_parse_echoed_time():
+    assert parse_echoed_time("2025-01-01 00:00:00 +0000 UTC") == datetime(2025, 1, 1, tzinfo=UTC)
+    assert parse_echoed_time("2025-01-01T05:00:00Z") == datetime(2025, 1, 1, 5, tzinfo=UTC)
+    assert parse_echoed_time(None) is None
+
+
+def test_to_datetime():
+    assert to_datetime(1700000000) == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert to_datetime("1700000000") == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert to_datetime(None) is None and to_datetime(0) is None and to_datetime("abc") == "abc"
