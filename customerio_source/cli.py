@@ -140,7 +140,11 @@ def run(args: argparse.Namespace) -> int:
         source_kwargs["api_key"] = os.environ[API_KEY_ENV]
     try:
         source = customerio_source(**source_kwargs)
-        pipeline = dlt.pipeline(pipeline_name=pipeline_name, destination=args.destination, dataset_name=args.dataset_name)
+        pipeline = dlt.pipeline(
+            pipeline_name=pipeline_name,
+            destination=destination_for(args.destination, pipeline_name, args.dataset_name),
+            dataset_name=args.dataset_name,
+        )
         check_destination(pipeline)
         client = client_of(source)
         progress = Progress(client.stats, args.progress_every)
@@ -156,6 +160,19 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     return 0
+
+
+def destination_for(name: str, pipeline_name: str, dataset_name: str) -> Any:
+    """The destination; for DuckDB without configured credentials, a file whose name is not the dataset's.
+
+    DuckDB names its catalog after the file, and a catalog named like the dataset makes every table reference
+    ambiguous, so `customerio.duckdb` + dataset `customerio` cannot work: that case gets
+    `<pipeline>_warehouse.duckdb`. `DESTINATION__DUCKDB__CREDENTIALS` (or .dlt config) always wins.
+    """
+    if name != "duckdb" or dlt.config.get("destination.duckdb.credentials") is not None:
+        return name
+    stem = pipeline_name if pipeline_name != dataset_name else f"{pipeline_name}_warehouse"
+    return dlt.destinations.duckdb(credentials=os.path.abspath(f"{stem}.duckdb"))
 
 
 def check_destination(pipeline: dlt.Pipeline) -> None:

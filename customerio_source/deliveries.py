@@ -25,16 +25,33 @@ from .resources import table_columns
 from .transform import convert_nested_timestamps, convert_timestamps, to_datetime
 
 WINDOW = timedelta(days=180)  # the API truncates ranges over six months
+OPEN_END_MARGIN = timedelta(days=1)  # an open newest window spans [now + margin - 180 days, server's now]
 SENDING_PARENTS = ("campaigns", "broadcasts", "newsletters", "transactional_messages")
 
 
-def windows(start: datetime, end: datetime, size: timedelta = WINDOW) -> Iterator[tuple[datetime, datetime]]:
-    """Split [start, end) into consecutive half-open windows of at most ``size``, newest first."""
-    upper = end
-    while upper > start:
-        lower = max(start, upper - size)
+def windows(
+    start: datetime, end: datetime | None, size: timedelta = WINDOW, now: datetime | None = None
+) -> Iterator[tuple[datetime, datetime | None]]:
+    """Split [start, end) into consecutive half-open windows of at most ``size``, newest first.
+
+    With ``end=None`` the newest window is open-ended (upper bound None): the server's clock, not ours,
+    decides what "now" is, so deliveries stamped a little ahead of the local clock are not missed.
+    """
+    upper: datetime | None = end
+    reference = end or (now or datetime.now(timezone.utc)) + OPEN_END_MARGIN
+    while reference > start:
+        lower = max(start, reference - size)
         yield lower, upper
-        upper = lower
+        upper = reference = lower
+
+
+def window_params(lower: datetime, upper: datetime | None) -> dict[str, int]:
+    """`start_ts`/`end_ts` for a window, one second wider on the left (inclusivity is not documented);
+    callers keep rows with lower <= created < upper. An open window sends no `end_ts`."""
+    params = {"start_ts": int(lower.timestamp()) - 1}
+    if upper is not None:
+        params["end_ts"] = int(upper.timestamp())
+    return params
 
 
 def earliest_send_time(ctx: RunContext) -> datetime | None:
@@ -48,6 +65,13 @@ def earliest_send_time(ctx: RunContext) -> datetime | None:
     return oldest
 
 
+def delivery_range(ctx: RunContext, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime | None]:
+    """The [start, end) to read: an open start becomes the earliest send time; an open end stays open."""
+    if start is None or start <= EPOCH:
+        start = earliest_send_time(ctx) or datetime.now(timezone.utc) - WINDOW + OPEN_END_MARGIN
+    return start, end
+
+
 def shape_delivery(row: dict[str, Any]) -> dict[str, Any]:
     convert_nested_timestamps(row, "metrics")
     return convert_timestamps(row, ("created",))
@@ -56,15 +80,10 @@ def shape_delivery(row: dict[str, Any]) -> dict[str, Any]:
 def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
     lookback = ctx.messages_lookback_days * 86400.0
 
-    def read_windows(path: str, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
+    def read_windows(path: str, start: datetime, end: datetime | None) -> Iterator[list[dict[str, Any]]]:
         for lower, upper in windows(start, end):
-            # ask one second wider on the left (start_ts inclusivity is not documented) and keep [lower, upper)
-            query = {
-                "limit": spec.page_size,
-                "start_ts": int(lower.timestamp()) - 1,
-                "end_ts": int(upper.timestamp()),
-            }
-            lo, hi = lower.timestamp(), upper.timestamp()
+            query = {"limit": spec.page_size, **window_params(lower, upper)}
+            lo, hi = lower.timestamp(), upper.timestamp() if upper is not None else float("inf")
             for payload in ctx.client.pages("GET", path, query, table=spec.name):
                 raw = records(payload, spec.envelope)
                 page = [shape_delivery(row) for row in raw if lo <= (row.get("created") or 0) < hi]
@@ -82,11 +101,8 @@ def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
             range_end="open",
         ),
     ) -> Iterator[list[dict[str, Any]]]:
-        end = created.end_value or datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
-        start = created.start_value
-        if start is None or start <= EPOCH:
-            start = earliest_send_time(ctx) or end - WINDOW
-        if start >= end:
+        start, end = delivery_range(ctx, created.start_value, created.end_value)
+        if end is not None and start >= end:
             return
         if spec.parent is None:
             yield from read_windows(spec.path, start, end)

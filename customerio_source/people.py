@@ -16,6 +16,7 @@ from dlt.extract.resource import DltResource
 from .catalogue import CATALOGUE, UNDOCUMENTED_PAGE_SIZE, TableSpec
 from .client import path_value
 from .context import RunContext, records, skip_missing
+from .deliveries import delivery_range, window_params, windows
 from .transform import convert_nested_timestamps, convert_timestamps, deleted_marker_column, timestamp_columns
 
 PEOPLE_PAGE_SIZE = 1000  # POST /v1/customers: max limit 1000
@@ -165,19 +166,26 @@ def per_person_transformer(ctx: RunContext, people: DltResource, name: str) -> D
 
     def read(person: dict[str, Any]) -> list[dict[str, Any]]:
         path = conf["path"].format(cio=path_value(f"cio_{person['cio_id']}"))
-        query: dict[str, Any] = {"id_type": "cio_id"}
         rows: list[dict[str, Any]] = []
-        if conf["page_size"]:
-            query["limit"] = conf["page_size"]
-            pages = (records(p, conf["envelope"]) for p in ctx.client.pages("GET", path, query, table=name))
-        else:
-            pages = iter([records(ctx.client.get(path, query, table=name), conf["envelope"])])
-        for page in pages:
-            for raw in page:
-                rows.append(shape(dict(raw), person))
-            if not page:
-                break
+        for query in queries():
+            if conf["page_size"]:
+                query["limit"] = conf["page_size"]
+                pages = (records(p, conf["envelope"]) for p in ctx.client.pages("GET", path, query, table=name))
+            else:
+                pages = iter([records(ctx.client.get(path, query, table=name), conf["envelope"])])
+            for page in pages:
+                rows.extend(shape(dict(raw), person) for raw in page)
+                if not page:
+                    break
         return rows
+
+    def queries() -> list[dict[str, Any]]:
+        """One query per request series: person messages are windowed like `messages` (6 months max)."""
+        if name != "customer_messages":
+            return [{"id_type": "cio_id"}]
+
+        start, end = delivery_range(ctx, ctx.interval.start, ctx.interval.end)
+        return [{"id_type": "cio_id", **window_params(lower, upper)} for lower, upper in windows(start, end)]
 
     def shape(row: dict[str, Any], person: dict[str, Any]) -> dict[str, Any]:
         row["cio_id"] = person["cio_id"] if name != "customer_messages" else row.get("cio_id", person["cio_id"])

@@ -36,7 +36,7 @@ class Loader:
 
     def __init__(self, base_url: str, tmp_path: Any) -> None:
         self.base_url = base_url
-        self.db_path = str(tmp_path / "customerio.duckdb")
+        self.db_path = str(tmp_path / "warehouse.duckdb")
         self.name = f"cio_test_{uuid.uuid4().hex[:8]}"
         self.pipelines_dir = str(tmp_path / "pipelines")
         self.dataset = "customerio"

@@ -87,6 +87,9 @@ def test_windows_cover_the_range_without_gaps_or_overlap():
     for (lower, _), (_, upper) in zip(parts, parts[1:]):
         assert upper == lower
     assert list(windows(end, end)) == []
+    open_ended = list(windows(start, None, now=end))
+    assert open_ended[0][1] is None and open_ended[-1][0] == start
+    assert all(u is not None and u == l2 for (_, u), (l2, _) in zip(open_ended[1:], open_ended[:-1], strict=True))
 
 
 def test_trailing_buckets_in_eastern_time_across_dst():
