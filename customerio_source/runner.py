@@ -59,11 +59,26 @@ def complete_tables(source: DltSource) -> list[str]:
 def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadInfo:
     """Run the pipeline and mark rows that vanished from completely read tables."""
     tables = complete_tables(source)
+    if "loader_file_format" not in run_kwargs:
+        file_format = preferred_file_format(pipeline)
+        if file_format:
+            run_kwargs["loader_file_format"] = file_format
     info = pipeline.run(source, **run_kwargs)
     info.raise_on_failed_jobs()
     if tables and info.loads_ids:
         mark_deleted(pipeline, tables, info.loads_ids)
     return info
+
+
+FAST_FORMATS = ("parquet",)
+
+
+def preferred_file_format(pipeline: dlt.Pipeline) -> str | None:
+    """Parquet where the destination takes it (DuckDB, BigQuery): several times faster than SQL inserts."""
+    if pipeline.destination is None:
+        return None
+    supported = pipeline.destination.capabilities().supported_loader_file_formats
+    return next((fmt for fmt in FAST_FORMATS if fmt in supported), None)
 
 
 def mark_deleted(pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[str]) -> dict[str, int]:
