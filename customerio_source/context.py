@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -151,6 +152,74 @@ class RunContext:
             finally:
                 for future in pending:
                     future.cancel()
+
+
+def interleave(
+    sources: Iterable[Callable[[], Iterator[T]]], workers: int, max_buffered: int | None = None
+) -> Iterator[T]:
+    """Run several page generators on threads and yield their items as they arrive.
+
+    A bounded queue holds at most ``max_buffered`` items (default 2 × workers), so fast producers wait
+    for the consumer and memory stays flat. The first error in any producer is raised here; the other
+    producers stop at their next item.
+    """
+    jobs = list(sources)
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield from job()
+        return
+    done = object()
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=max_buffered or 2 * workers)
+    stop = threading.Event()
+    pending = queue.Queue()  # type: ignore[var-annotated]
+    for job in jobs:
+        pending.put(job)
+
+    def put(message: tuple[str, Any]) -> bool:
+        """Hand a message to the consumer; False once the consumer has gone."""
+        while not stop.is_set():
+            try:
+                buffer.put(message, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    job = pending.get_nowait()
+                except queue.Empty:
+                    return
+                for item in job():
+                    if not put(("item", item)):
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(("error", exc))
+        finally:
+            put(("done", done))
+
+    threads = [threading.Thread(target=worker, name="cio-window", daemon=True) for _ in range(min(workers, len(jobs)))]
+    for thread in threads:
+        thread.start()
+    finished = 0
+    try:
+        while finished < len(threads):
+            kind, value = buffer.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                finished += 1
+    finally:
+        stop.set()
+        while True:  # unblock producers waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                break
 
 
 def _describe(spec: TableSpec) -> Callable[[dict[str, Any]], str]:

@@ -1,0 +1,119 @@
+"""Build Arrow tables from API pages, column by column: the fast path for big tables (deliveries).
+
+dlt loads Arrow tables without per-row normalization, which is what lets local work keep up with the
+API. Columns follow dlt's own naming for nested fields (`metrics__opened`, `customer_identifiers__cio_id`)
+so the tables look the same as on the row-by-row path. Unknown fields never crash a load: scalars get an
+inferred column (text where types mix), nested values one level of `__` columns or JSON text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def _ints(values: list[Any]) -> pa.Array:
+    """Integers, where ids may arrive as digit strings; anything else becomes null."""
+    out = []
+    for value in values:
+        if value is None or isinstance(value, bool):
+            out.append(None)
+        elif isinstance(value, int):
+            out.append(value)
+        elif isinstance(value, str) and value.lstrip("-").isdigit():
+            out.append(int(value))
+        elif isinstance(value, float) and value.is_integer():
+            out.append(int(value))
+        else:
+            out.append(None)
+    return pa.array(out, type=pa.int64())
+
+
+def _texts(values: list[Any]) -> pa.Array:
+    return pa.array([None if v is None else v if isinstance(v, str) else _text(v) for v in values], type=pa.string())
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _timestamps(values: list[Any]) -> pa.Array:
+    """Unix seconds to microsecond UTC timestamps (dlt's default precision: no precision hints needed)."""
+    micros = [
+        int(v * 1_000_000) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+        for v in values
+    ]
+    return pa.array(micros, type=pa.int64()).cast(TIMESTAMP)
+
+
+def _bools(values: list[Any]) -> pa.Array:
+    return pa.array([v if isinstance(v, bool) else None for v in values], type=pa.bool_())
+
+
+def _inferred(values: list[Any]) -> pa.Array:
+    if any(isinstance(v, (dict, list)) for v in values):
+        return _texts(values)
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _texts(values)
+
+
+KINDS = {"int": _ints, "text": _texts, "timestamp": _timestamps, "bool": _bools}
+
+
+def page_to_arrow(
+    rows: list[dict[str, Any]],
+    schema: Mapping[str, str],
+    flatten: Mapping[str, tuple[str, tuple[str, ...]]] = {},  # noqa: B006 - read-only
+    required: tuple[str, ...] = (),
+) -> pa.Table:
+    """Arrow table of one page, with a stable column set and order for known fields.
+
+    ``schema`` types known top-level fields (int, text, timestamp, bool); each is always present (null
+    when absent) so consecutive pages share one schema and concatenate without copies. ``flatten`` names
+    dict fields to spread into `<field>__<key>` columns: (kind of the values, keys always present).
+    Fields nobody declared are appended, inferred. ``required`` columns (the primary key) are not null.
+    """
+    columns: dict[str, pa.Array] = {}
+    for name, kind in schema.items():
+        columns[name] = KINDS[kind]([row.get(name) for row in rows])
+    for name, (kind, keys) in flatten.items():
+        columns.update(_flattened(name, [row.get(name) for row in rows], kind, keys))
+    extra: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            if key not in schema and key not in flatten:
+                extra.setdefault(key, None)
+    for name in extra:
+        values = [row.get(name) for row in rows]
+        if any(isinstance(v, dict) for v in values):
+            columns.update(_flattened(name, values, None, ()))
+        else:
+            columns[name] = _inferred(values)
+    fields = [pa.field(name, array.type, nullable=name not in required) for name, array in columns.items()]
+    return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
+
+
+def _flattened(name: str, values: list[Any], kind: str | None, known: tuple[str, ...]) -> dict[str, pa.Array]:
+    keys: dict[str, None] = dict.fromkeys(known)
+    for value in values:
+        if isinstance(value, dict):
+            for key in value:
+                keys.setdefault(key, None)
+    out: dict[str, pa.Array] = {}
+    for key in keys:
+        inner = [value.get(key) if isinstance(value, dict) else None for value in values]
+        out[f"{name}__{key}"] = KINDS[kind](inner) if kind else _inferred(inner)
+    return out
+
+
+def column_names(tables: Iterable[pa.Table]) -> set[str]:
+    return {name for table in tables for name in table.column_names}
