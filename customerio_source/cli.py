@@ -18,6 +18,7 @@ import dlt
 from .errors import AuthError, ConfigError, CustomerIOError
 from .runner import client_of, load
 from .source import API_KEY_ENV, customerio_source
+from .warehouse import apply_bigquery_hints
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery")
 SCALES = ("tiny", "small", "large")
@@ -146,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
             dataset_name=args.dataset_name,
         )
         check_destination(pipeline)
+        if args.destination == "bigquery":
+            apply_bigquery_hints(source)
         client = client_of(source)
         progress = Progress(client.stats, args.progress_every)
         for name, resource in source.selected_resources.items():
