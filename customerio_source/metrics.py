@@ -16,7 +16,7 @@ Rows merge on their key, so history accumulates beyond the API's window.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dlt
@@ -25,9 +25,11 @@ from dlt.extract.resource import DltResource
 
 from .catalogue import CATALOGUE, TableSpec, register
 from .context import RunContext, records, skip_missing
+from .transform import to_datetime
 
 EASTERN = "America/New_York"
 MAX_STEPS = {"hours": 24, "days": 45, "weeks": 12, "months": 121}  # the spec's maxima for `steps`
+V2_MAX_SPAN = timedelta(days=3650)  # `end` at most 10 years after `start`
 V2_RES = {"hours": "hours", "days": "days", "weeks": "weeks", "months": "months"}
 
 
@@ -158,18 +160,23 @@ def metrics_resource(ctx: RunContext, spec: TableSpec, periods: tuple[str, ...])
     """One metrics table for the requested periods (one request per parent and period)."""
     family = FAMILY[spec.name]
 
-    def window(period: str) -> tuple[datetime, datetime]:
+    def window(period: str, parent: dict[str, Any]) -> tuple[datetime, datetime]:
+        """The explicit v2 window: the interval, else the same span as the period/steps endpoints; never
+        before the parent existed, and at most 10 years long (the API's limit on `end - start`)."""
         now = datetime.now(timezone.utc)
         end = ctx.interval.end or now
         start = ctx.interval.start or trailing_buckets(MAX_STEPS[period], period, now, tz="UTC")[0][0]
-        return start, end
+        created = to_datetime(parent.get("created") or parent.get("created_at"))
+        if isinstance(created, datetime) and created > start and not ctx.interval.start:
+            start = bucket_floor(pendulum.instance(created), period)
+        return max(start, end - V2_MAX_SPAN), end
 
     def read(job: tuple[dict[str, Any], str]) -> list[dict[str, Any]]:
         parent, period = job
         path = ctx.child_path(spec, parent)
         keys = {column: parent.get(src) for column, src in spec.parent_columns.items()}
         if family in ("v2", "journey"):
-            start, end = window(period)
+            start, end = window(period, parent)
             query: dict[str, Any] = {"start": int(start.timestamp()), "end": int(end.timestamp())}
             if family == "v2":
                 query.update(version=2, res=V2_RES[period], tz="UTC")
