@@ -154,26 +154,38 @@ class RunContext:
                     future.cancel()
 
 
+class Spawn:
+    """Yielded by an :func:`interleave` job instead of an item: more jobs to run (e.g. a window split)."""
+
+    def __init__(self, jobs: Iterable[Callable[[], Iterator[Any]]]) -> None:
+        self.jobs = list(jobs)
+
+
 def interleave(
     sources: Iterable[Callable[[], Iterator[T]]], workers: int, max_buffered: int | None = None
 ) -> Iterator[T]:
-    """Run several page generators on threads and yield their items as they arrive.
+    """Run page generators on up to ``workers`` threads and yield their items as they arrive.
 
-    A bounded queue holds at most ``max_buffered`` items (default 2 × workers), so fast producers wait
-    for the consumer and memory stays flat. The first error in any producer is raised here; the other
-    producers stop at their next item.
+    A job may yield :class:`Spawn` to add jobs (they run on the same threads). A bounded queue holds at
+    most ``max_buffered`` items (default 2 × workers), so fast producers wait for the consumer and memory
+    stays flat. The first error in any job is raised here; the other jobs stop at their next item.
     """
-    jobs = list(sources)
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield from job()
-        return
-    done = object()
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=max_buffered or 2 * workers)
-    stop = threading.Event()
-    pending = queue.Queue()  # type: ignore[var-annotated]
-    for job in jobs:
+    pending: queue.Queue[Callable[[], Iterator[Any]]] = queue.Queue()
+    for job in sources:
         pending.put(job)
+    if workers <= 1:
+        while not pending.empty():
+            for item in pending.get()():
+                if isinstance(item, Spawn):
+                    for extra in item.jobs:
+                        pending.put(extra)
+                else:
+                    yield item
+        return
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_buffered or 2 * workers)
+    stop = threading.Event()
+    lock = threading.Lock()
+    outstanding = [pending.qsize()]  # jobs queued or running
 
     def put(message: tuple[str, Any]) -> bool:
         """Hand a message to the consumer; False once the consumer has gone."""
@@ -189,18 +201,32 @@ def interleave(
         try:
             while not stop.is_set():
                 try:
-                    job = pending.get_nowait()
+                    job = pending.get(timeout=0.05)
                 except queue.Empty:
-                    return
-                for item in job():
-                    if not put(("item", item)):
-                        return
+                    with lock:
+                        if outstanding[0] == 0:
+                            return
+                    continue
+                try:
+                    for item in job():
+                        if isinstance(item, Spawn):
+                            with lock:
+                                outstanding[0] += len(item.jobs)
+                            for extra in item.jobs:
+                                pending.put(extra)
+                        elif not put(("item", item)):
+                            return
+                finally:
+                    with lock:
+                        outstanding[0] -= 1
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(("error", exc))
+            stop_others = put(("error", exc))
+            if stop_others:
+                stop.set()
         finally:
-            put(("done", done))
+            put(("done", None))
 
-    threads = [threading.Thread(target=worker, name="cio-window", daemon=True) for _ in range(min(workers, len(jobs)))]
+    threads = [threading.Thread(target=worker, name="cio-window", daemon=True) for _ in range(workers)]
     for thread in threads:
         thread.start()
     finished = 0

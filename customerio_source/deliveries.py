@@ -27,7 +27,7 @@ from dlt.extract.resource import DltResource
 
 from .arrow_pages import page_to_arrow
 from .catalogue import TableSpec
-from .context import EPOCH, RunContext, interleave, records
+from .context import EPOCH, RunContext, Spawn, interleave, records
 from .errors import NotFoundError
 from .transform import convert_nested_timestamps, convert_timestamps, to_datetime
 
@@ -94,9 +94,8 @@ DELIVERY_NESTED = {
     "metrics": ("timestamp", DELIVERY_METRICS),
     "customer_identifiers": ("text", ("id", "email", "cio_id")),
 }
-# Above this many days, a read is split into concurrent windows (a full sync); shorter incremental reads
-# stay one window, so they cost no extra partial pages.
-SPLIT_ABOVE = timedelta(days=30)
+# A window is split only when at least this many pages per piece remain after its first page.
+SPLIT_MIN_PAGES = 4
 
 
 def shape_delivery(row: dict[str, Any]) -> dict[str, Any]:
@@ -108,43 +107,63 @@ def shape_delivery(row: dict[str, Any]) -> dict[str, Any]:
 def read_windows(
     ctx: RunContext, spec: TableSpec, path: str, start: datetime, end: datetime | None
 ) -> Iterator[pa.Table]:
-    """Every delivery created in [start, end) under ``path``, as Arrow tables, windows read concurrently."""
-    parts = list(windows(start, end))
-    if len(parts) > 1 or (parts and _span(parts[0]) > SPLIT_ABOVE):
-        parts = [piece for part in parts for piece in _split(part, ctx.concurrency)]
+    """Every delivery created in [start, end) under ``path``, as Arrow tables.
 
-    def job(lower: datetime, upper: datetime | None) -> Callable[[], Iterator[pa.Table]]:
-        def pages() -> Iterator[pa.Table]:
-            query = {"limit": spec.page_size, **window_params(lower, upper)}
+    Windows of at most 180 days are read concurrently. A window whose first page shows that many pages
+    remain is split: the rest of its range is cut into pieces read in parallel (each piece costs at most one
+    partial page more than reading on with one cursor), so small reads stay at the request floor and big
+    ones use the whole request budget.
+    """
+    page_size = spec.page_size or 1000
+
+    def job(lower: datetime, upper: datetime | None, may_split: bool, skip: frozenset[str] = frozenset()):
+        def pages() -> Iterator[Any]:
+            query = {"limit": page_size, **window_params(lower, upper)}
             lo, hi = lower.timestamp(), upper.timestamp() if upper is not None else float("inf")
+            first = True
             for payload in ctx.client.pages("GET", path, query, table=spec.name):
                 raw = records(payload, spec.envelope)
-                page = [row for row in raw if lo <= (row.get("created") or 0) < hi]
+                page = [row for row in raw if lo <= (row.get("created") or 0) < hi and row.get("id") not in skip]
                 if page:
                     yield page_to_arrow(page, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
                 if not raw:
-                    break
+                    return
+                if first and may_split and payload.get("next"):
+                    pieces = plan_split(raw, lower, ctx.concurrency, page_size)
+                    if pieces:
+                        oldest = min(row.get("created") or 0 for row in raw)
+                        seen = frozenset(row["id"] for row in raw if row.get("created") == oldest)
+                        yield Spawn([job(a, b, False, seen if i == 0 else frozenset()) for i, (a, b) in enumerate(pieces)])
+                        return  # the pieces cover the rest of this window
+                first = False
 
         return pages
 
-    yield from interleave([job(lower, upper) for lower, upper in parts], ctx.concurrency)
+    yield from interleave([job(lower, upper, True) for lower, upper in windows(start, end)], ctx.concurrency)
 
 
-def _span(part: tuple[datetime, datetime | None]) -> timedelta:
-    lower, upper = part
-    return (upper or datetime.now(timezone.utc)) - lower
+def plan_split(
+    first_page: list[dict[str, Any]], lower: datetime, workers: int, page_size: int
+) -> list[tuple[datetime, datetime]]:
+    """Pieces for the rest of a window after its first (newest) page, or [] when splitting does not pay.
 
-
-def _split(part: tuple[datetime, datetime | None], count: int) -> list[tuple[datetime, datetime | None]]:
-    """Cut a window into ``count`` consecutive pieces, newest first; an open end stays on the newest."""
-    lower, upper = part
-    if count <= 1 or _span(part) <= SPLIT_ABOVE:
-        return [part]
-    step = _span(part) / count
-    edges = [lower + step * i for i in range(1, count)]
-    bounds: list[datetime | None] = [lower, *edges, upper]
-    pieces = [(bounds[i], bounds[i + 1]) for i in range(count)]
-    return [(lo, hi) for lo, hi in reversed(pieces)]  # type: ignore[misc]
+    The rest is [lower, oldest + 1 s): rows created in the oldest second of the page may continue on the
+    next page. Its size is estimated from the page's density (rows per second of `created`).
+    """
+    created = [row.get("created") or 0 for row in first_page]
+    newest, oldest = max(created), min(created)
+    remaining_seconds = oldest - lower.timestamp()
+    if workers < 2 or remaining_seconds <= 0:
+        return []
+    density = len(first_page) / max(1.0, newest - oldest)
+    remaining_pages = density * remaining_seconds / page_size
+    count = min(workers, int(remaining_pages // SPLIT_MIN_PAGES))
+    if count < 2:
+        return []
+    upper = datetime.fromtimestamp(oldest + 1, timezone.utc)
+    step = (upper - lower) / count
+    edges = [lower + step * i for i in range(count)] + [upper]
+    return [(edges[i], edges[i + 1]) for i in range(count - 1, -1, -1)]  # newest first
 
 
 def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:

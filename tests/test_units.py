@@ -126,3 +126,41 @@ def test_to_datetime():
     assert to_datetime(1700000000) == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert to_datetime("1700000000") == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert to_datetime(None) is None and to_datetime(0) is None and to_datetime("abc") == "abc"
+
+
+def test_plan_split_only_when_it_pays():
+    from customerio_source.deliveries import plan_split
+
+    lower = datetime(2026, 1, 1, tzinfo=UTC)
+    base = int(lower.timestamp())
+    # 1000 rows over the newest 1000 s of a 100-day window: ~8600 pages remain -> split in 4
+    dense = [{"created": base + 100 * 86400 - i} for i in range(1000)]
+    pieces = plan_split(dense, lower, 4, 1000)
+    assert len(pieces) == 4 and pieces[-1][0] == lower
+    assert pieces[0][1] == datetime.fromtimestamp(base + 100 * 86400 - 999 + 1, UTC)
+    assert all(a[0] == b[1] for a, b in zip(pieces, pieces[1:], strict=False))  # contiguous, newest first
+    # 1000 rows spread over the whole window: about nothing remains -> keep one cursor
+    sparse = [{"created": base + 100 * 86400 - i * 8640} for i in range(1000)]
+    assert plan_split(sparse, lower, 4, 1000) == []
+    assert plan_split(dense, lower, 1, 1000) == []
+
+
+def test_interleave_runs_spawned_jobs_and_propagates_errors():
+    from customerio_source.context import Spawn, interleave
+
+    def job(n, spawn=False):
+        def items():
+            yield n
+            if spawn:
+                yield Spawn([job(n * 10), job(n * 10 + 1)])
+        return items
+
+    assert sorted(interleave([job(1, True), job(2)], workers=3)) == [1, 2, 10, 11]
+    assert sorted(interleave([job(1, True), job(2)], workers=1)) == [1, 2, 10, 11]
+
+    def broken():
+        yield 1
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        list(interleave([broken, job(5)], workers=2))
