@@ -31,17 +31,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a Customer.io workspace (App API) into DuckDB, Postgres or BigQuery. "
         "`customerio-pipeline simulate --port 8800` serves the simulated workspace.",
     )
-    parser.add_argument("--tables", default="all", help="all, or a comma list; metrics take periods: campaign_metrics:hours+days")
+    parser.add_argument(
+        "--tables", default="all", help="all, or a comma list; metrics take periods: campaign_metrics:hours+days"
+    )
     parser.add_argument("--interval-start", help="ISO 8601 start of a half-open interval [start, end)")
     parser.add_argument("--interval-end", help="ISO 8601 end of the interval (a backfill: state does not move)")
     parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS)
     parser.add_argument("--dataset-name", default="customerio")
     parser.add_argument("--pipeline-name", default=None, help="default: customerio (customerio_demo with --demo)")
-    parser.add_argument("--region", default=None, choices=("us", "eu"), help="default: us (or [sources.customerio] region)")
+    parser.add_argument(
+        "--region", default=None, choices=("us", "eu"), help="default: us (or [sources.customerio] region)"
+    )
     parser.add_argument("--base-url", default=None, help="override the API root (proxy, simulator)")
     parser.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second (default 10)")
     parser.add_argument("--metrics-periods", default=None, help="default periods for metrics tables (default days)")
+    parser.add_argument(
+        "--bulk",
+        default=None,
+        choices=("exports", "api", "auto"),
+        help="customer_attributes and deliveries via the exports API (exports), paging (api, default), or by size",
+    )
     parser.add_argument("--demo", action="store_true", help="load the simulated workspace (no API key needed)")
     parser.add_argument("--scale", default="small", choices=SCALES, help="simulated workspace size for --demo")
     parser.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (0: off)")
@@ -74,7 +84,7 @@ def simulate_main(argv: Sequence[str]) -> int:
 
 
 class Progress:
-    """Prints a line per table every few seconds: rows so far, requests, request rate."""
+    """Every few seconds, a line per table that moved: rows so far, requests, request rate."""
 
     def __init__(self, client_stats: Any, every: float) -> None:
         self.stats = client_stats
@@ -82,12 +92,14 @@ class Progress:
         self.rows: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cio-progress", daemon=True)
-        self._last_requests = 0
+        self._seen: dict[str, tuple[int, int]] = {}
+        self._last_total = 0
         self._last_time = time.monotonic()
+        self._quiet_since: float | None = None
 
-    def count(self, table: str):  # noqa: ANN201 - dlt map function
+    def count(self, table: str):  # noqa: ANN201 - a dlt map function
         def counter(item: Any) -> Any:
-            self.rows[table] += 1
+            self.rows[table] += getattr(item, "num_rows", 1)  # Arrow pages count their rows
             return item
 
         return counter
@@ -103,11 +115,22 @@ class Progress:
         while not self._stop.wait(self.every):
             now = time.monotonic()
             total = self.stats.total
-            rate = (total - self._last_requests) / max(1e-6, now - self._last_time)
-            self._last_requests, self._last_time = total, now
-            tables = sorted(set(self.rows) | set(self.stats.by_table))
-            parts = [f"{t}: {self.rows.get(t, 0)} rows/{self.stats.by_table.get(t, 0)} req" for t in tables if t != "-"]
-            print(f"[{now - self.stats.started:6.1f}s] {total} requests ({rate:.1f}/s) | " + ", ".join(parts), file=sys.stderr)
+            elapsed = now - self.stats.started
+            rate = (total - self._last_total) / max(1e-6, now - self._last_time)
+            self._last_total, self._last_time = total, now
+            for table in sorted(set(self.rows) | set(self.stats.by_table)):
+                if table == "-":
+                    continue
+                current = (self.rows.get(table, 0), self.stats.by_table.get(table, 0))
+                if self._seen.get(table) != current:
+                    self._seen[table] = current
+                    print(f"[{elapsed:6.1f}s] {table}: {current[0]} rows, {current[1]} requests", file=sys.stderr)
+            if rate > 0:
+                self._quiet_since = None
+                print(f"[{elapsed:6.1f}s] {total} requests, {rate:.1f}/s", file=sys.stderr)
+            elif self._quiet_since is None and total:
+                self._quiet_since = now
+                print(f"[{elapsed:6.1f}s] {total} requests; normalizing and loading...", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         source_kwargs["base_url"] = args.base_url
     if args.rate_limit is not None:
         source_kwargs["rate_limit"] = args.rate_limit
+    if args.bulk:
+        source_kwargs["bulk"] = args.bulk
     if args.metrics_periods:
         source_kwargs["metrics_periods"] = args.metrics_periods
     if args.demo:
@@ -195,8 +220,10 @@ def print_summary(pipeline: dlt.Pipeline, info: Any, stats: Any, elapsed: float,
     trace = pipeline.last_trace
     if trace and trace.last_normalize_info:
         normalized = trace.last_normalize_info.row_counts
-    print(f"\nloaded into {args.destination} dataset {pipeline.dataset_name!r} in {elapsed:.1f}s, "
-          f"{stats.total} requests ({stats.total / max(elapsed, 1e-6):.1f}/s, {stats.rate_limited} rate-limited)")
+    print(
+        f"\nloaded into {args.destination} dataset {pipeline.dataset_name!r} in {elapsed:.1f}s, "
+        f"{stats.total} requests ({stats.total / max(elapsed, 1e-6):.1f}/s, {stats.rate_limited} rate-limited)"
+    )
     width = max((len(t) for t in counts), default=10)
     print(f"{'table'.ljust(width)}  {'rows this run':>13}  {'rows in table':>13}")
     for table in sorted(counts):

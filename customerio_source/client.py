@@ -157,9 +157,7 @@ class CustomerIOClient:
                 )
             except requests.exceptions.RequestException as exc:
                 # connection refused/reset, timeouts, cut streams: all worth another try
-                last_problem = type(exc).__name__
-                if isinstance(exc, requests.exceptions.ConnectionError):
-                    last_problem = f"cannot reach {self.base_url}: {type(exc).__name__}"
+                last_problem = self._transport_problem(exc)
                 self.stats.retry(type(exc).__name__)
             else:
                 status = response.status_code
@@ -195,6 +193,17 @@ class CustomerIOClient:
             f"{endpoint} kept failing ({last_problem}) after {attempt} attempts and {waited:.0f}s of waiting",
             endpoint=endpoint,
         )
+
+    def _transport_problem(self, exc: requests.exceptions.RequestException) -> str:
+        """A short, key-free description of a failed exchange (never the exception text: it holds URLs)."""
+        name = type(exc).__name__
+        if isinstance(exc, requests.exceptions.Timeout) and not isinstance(exc, requests.exceptions.ConnectTimeout):
+            return f"no answer within {self.timeout:g}s: {name}"
+        if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+            return f"a cut response body: {name}"
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return f"cannot reach {self.base_url}: {name}"
+        return name
 
     def _error(self, response: requests.Response, endpoint: str) -> ApiError:
         status = response.status_code

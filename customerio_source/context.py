@@ -62,6 +62,8 @@ class RunContext:
     metrics_periods: dict[str, tuple[str, ...]] = field(default_factory=dict)
     attribute_columns: tuple[str, ...] = ()
     concurrency: int = 4
+    attributes_refresh: str = "changed"
+    attributes_full_refresh_days: float = 7.0
     _lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _list_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -122,9 +124,7 @@ class RunContext:
         return spec.path.format(**{name: path_value(parent[src]) for name, src in spec.path_fields.items()})
 
     # -- bounded concurrency that keeps memory flat ----------------------------------------------------
-    def map_unordered(
-        self, fn: Callable[[T], R], items: Iterable[T], workers: int | None = None
-    ) -> Iterator[R]:
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[R]:
         """Apply ``fn`` to items on a small thread pool, yielding results as they finish.
 
         At most ``2 × workers`` items are in flight, so a long input never piles up in memory. All

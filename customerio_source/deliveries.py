@@ -11,7 +11,7 @@ transactional message: no delivery can be older than the message that sent it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -80,15 +80,43 @@ def delivery_range(ctx: RunContext, start: datetime | None, end: datetime | None
 
 
 DELIVERY_SCHEMA = {
-    "id": "text", "deduplicate_id": "text", "created": "timestamp", "customer_id": "text", "recipient": "text",
-    "subject": "text", "failure_message": "text", "forgotten": "bool", "trigger_event_id": "text", "type": "text",
-    "campaign_id": "int", "action_id": "int", "parent_action_id": "int", "newsletter_id": "int", "content_id": "int",
-    "broadcast_id": "int", "transactional_message_id": "int", "message_template_id": "int",
+    "id": "text",
+    "deduplicate_id": "text",
+    "created": "timestamp",
+    "customer_id": "text",
+    "recipient": "text",
+    "subject": "text",
+    "failure_message": "text",
+    "forgotten": "bool",
+    "trigger_event_id": "text",
+    "type": "text",
+    "campaign_id": "int",
+    "action_id": "int",
+    "parent_action_id": "int",
+    "newsletter_id": "int",
+    "content_id": "int",
+    "broadcast_id": "int",
+    "transactional_message_id": "int",
+    "message_template_id": "int",
 }
 # the 12 metrics of the `metric` filter, the series names the current spec adds, in a fixed order
 DELIVERY_METRICS = (
-    "attempted", "sent", "delivered", "opened", "clicked", "converted", "bounced", "spammed", "unsubscribed",
-    "dropped", "failed", "undeliverable", "human_opened", "human_clicked", "machine_opened", "machine_clicked",
+    "attempted",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "converted",
+    "bounced",
+    "spammed",
+    "unsubscribed",
+    "dropped",
+    "failed",
+    "undeliverable",
+    "human_opened",
+    "human_clicked",
+    "machine_opened",
+    "machine_clicked",
 )
 DELIVERY_NESTED = {
     "metrics": ("timestamp", DELIVERY_METRICS),
@@ -133,7 +161,9 @@ def read_windows(
                     if pieces:
                         oldest = min(row.get("created") or 0 for row in raw)
                         seen = frozenset(row["id"] for row in raw if row.get("created") == oldest)
-                        yield Spawn([job(a, b, False, seen if i == 0 else frozenset()) for i, (a, b) in enumerate(pieces)])
+                        yield Spawn(
+                            [job(a, b, False, seen if i == 0 else frozenset()) for i, (a, b) in enumerate(pieces)]
+                        )
                         return  # the pieces cover the rest of this window
                 first = False
 

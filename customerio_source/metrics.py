@@ -54,7 +54,9 @@ def shift(moment: pendulum.DateTime, period: str, count: int) -> pendulum.DateTi
     return moment.add(**{period: count})
 
 
-def trailing_buckets(count: int, period: str, now: datetime | None = None, tz: str = EASTERN) -> list[tuple[datetime, datetime]]:
+def trailing_buckets(
+    count: int, period: str, now: datetime | None = None, tz: str = EASTERN
+) -> list[tuple[datetime, datetime]]:
     """[start, end) of the ``count`` buckets ending with the current one, oldest first, in UTC."""
     current = bucket_floor(pendulum.instance(now or datetime.now(timezone.utc)).in_timezone(tz), period)
     out = []
@@ -110,37 +112,111 @@ def parse_echoed_time(value: Any) -> datetime | None:
 _METRICS: list[tuple[str, str, str, str, dict[str, str], bool]] = [
     # name, parent table, path, family, path fields -> parent fields (also the key columns), default
     ("campaign_metrics", "campaigns", "/v1/campaigns/{campaign_id}/metrics", "v2", {"campaign_id": "id"}, True),
-    ("campaign_action_metrics", "campaign_actions", "/v1/campaigns/{campaign_id}/actions/{action_id}/metrics",
-     "v2", {"campaign_id": "campaign_id", "action_id": "id"}, True),
-    ("campaign_journey_metrics", "campaigns", "/v1/campaigns/{campaign_id}/journey_metrics", "journey",
-     {"campaign_id": "id"}, True),
+    (
+        "campaign_action_metrics",
+        "campaign_actions",
+        "/v1/campaigns/{campaign_id}/actions/{action_id}/metrics",
+        "v2",
+        {"campaign_id": "campaign_id", "action_id": "id"},
+        True,
+    ),
+    (
+        "campaign_journey_metrics",
+        "campaigns",
+        "/v1/campaigns/{campaign_id}/journey_metrics",
+        "journey",
+        {"campaign_id": "id"},
+        True,
+    ),
     ("broadcast_metrics", "broadcasts", "/v1/broadcasts/{broadcast_id}/metrics", "steps", {"broadcast_id": "id"}, True),
-    ("broadcast_action_metrics", "broadcast_actions", "/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics",
-     "steps", {"broadcast_id": "broadcast_id", "action_id": "id"}, True),
-    ("newsletter_metrics", "newsletters", "/v1/newsletters/{newsletter_id}/metrics", "steps",
-     {"newsletter_id": "id"}, True),
-    ("newsletter_variant_metrics", "newsletter_variants",
-     "/v1/newsletters/{newsletter_id}/contents/{content_id}/metrics", "steps",
-     {"newsletter_id": "newsletter_id", "content_id": "id"}, True),
-    ("transactional_metrics", "transactional_messages", "/v1/transactional/{transactional_id}/metrics", "steps",
-     {"transactional_id": "id"}, True),
-    ("campaign_link_metrics", "campaigns", "/v1/campaigns/{campaign_id}/metrics/links", "links",
-     {"campaign_id": "id"}, False),
-    ("campaign_action_link_metrics", "campaign_actions",
-     "/v1/campaigns/{campaign_id}/actions/{action_id}/metrics/links", "links",
-     {"campaign_id": "campaign_id", "action_id": "id"}, False),
-    ("broadcast_link_metrics", "broadcasts", "/v1/broadcasts/{broadcast_id}/metrics/links", "links",
-     {"broadcast_id": "id"}, False),
-    ("broadcast_action_link_metrics", "broadcast_actions",
-     "/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics/links", "links",
-     {"broadcast_id": "broadcast_id", "action_id": "id"}, False),
-    ("newsletter_link_metrics", "newsletters", "/v1/newsletters/{newsletter_id}/metrics/links", "links",
-     {"newsletter_id": "id"}, False),
-    ("newsletter_variant_link_metrics", "newsletter_variants",
-     "/v1/newsletters/{newsletter_id}/contents/{content_id}/metrics/links", "links",
-     {"newsletter_id": "newsletter_id", "content_id": "id"}, False),
-    ("transactional_link_metrics", "transactional_messages", "/v1/transactional/{transactional_id}/metrics/links",
-     "links", {"transactional_id": "id"}, False),
+    (
+        "broadcast_action_metrics",
+        "broadcast_actions",
+        "/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics",
+        "steps",
+        {"broadcast_id": "broadcast_id", "action_id": "id"},
+        True,
+    ),
+    (
+        "newsletter_metrics",
+        "newsletters",
+        "/v1/newsletters/{newsletter_id}/metrics",
+        "steps",
+        {"newsletter_id": "id"},
+        True,
+    ),
+    (
+        "newsletter_variant_metrics",
+        "newsletter_variants",
+        "/v1/newsletters/{newsletter_id}/contents/{content_id}/metrics",
+        "steps",
+        {"newsletter_id": "newsletter_id", "content_id": "id"},
+        True,
+    ),
+    (
+        "transactional_metrics",
+        "transactional_messages",
+        "/v1/transactional/{transactional_id}/metrics",
+        "steps",
+        {"transactional_id": "id"},
+        True,
+    ),
+    (
+        "campaign_link_metrics",
+        "campaigns",
+        "/v1/campaigns/{campaign_id}/metrics/links",
+        "links",
+        {"campaign_id": "id"},
+        False,
+    ),
+    (
+        "campaign_action_link_metrics",
+        "campaign_actions",
+        "/v1/campaigns/{campaign_id}/actions/{action_id}/metrics/links",
+        "links",
+        {"campaign_id": "campaign_id", "action_id": "id"},
+        False,
+    ),
+    (
+        "broadcast_link_metrics",
+        "broadcasts",
+        "/v1/broadcasts/{broadcast_id}/metrics/links",
+        "links",
+        {"broadcast_id": "id"},
+        False,
+    ),
+    (
+        "broadcast_action_link_metrics",
+        "broadcast_actions",
+        "/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics/links",
+        "links",
+        {"broadcast_id": "broadcast_id", "action_id": "id"},
+        False,
+    ),
+    (
+        "newsletter_link_metrics",
+        "newsletters",
+        "/v1/newsletters/{newsletter_id}/metrics/links",
+        "links",
+        {"newsletter_id": "id"},
+        False,
+    ),
+    (
+        "newsletter_variant_link_metrics",
+        "newsletter_variants",
+        "/v1/newsletters/{newsletter_id}/contents/{content_id}/metrics/links",
+        "links",
+        {"newsletter_id": "newsletter_id", "content_id": "id"},
+        False,
+    ),
+    (
+        "transactional_link_metrics",
+        "transactional_messages",
+        "/v1/transactional/{transactional_id}/metrics/links",
+        "links",
+        {"transactional_id": "id"},
+        False,
+    ),
 ]
 
 FAMILY: dict[str, str] = {}
@@ -149,8 +225,16 @@ for _name, _parent, _path, _family, _fields, _default in _METRICS:
     FAMILY[_name] = _family
     register(
         TableSpec(
-            _name, _path, "metric", _keys, parent=_parent, path_fields=dict(_fields), parent_columns=dict(_fields),
-            builder="metrics", default=_default, full_reread=False,
+            _name,
+            _path,
+            "metric",
+            _keys,
+            parent=_parent,
+            path_fields=dict(_fields),
+            parent_columns=dict(_fields),
+            builder="metrics",
+            default=_default,
+            full_reread=False,
             cost=f"1 per {_parent.rstrip('s').replace('_', ' ')} and period" + (" (opt-in)" if not _default else ""),
         )
     )

@@ -34,7 +34,11 @@ def object_pages(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:
             "POST", "/v1/objects", {"limit": UNDOCUMENTED_PAGE_SIZE}, body=body, table="objects"
         ):
             page = [
-                {"object_type_id": type_id, "object_id": row.get("object_id"), "cio_object_id": row.get("cio_object_id")}
+                {
+                    "object_type_id": type_id,
+                    "object_id": row.get("object_id"),
+                    "cio_object_id": row.get("cio_object_id"),
+                }
                 for row in records(payload, "identifiers")
             ]
             if not page:
@@ -44,6 +48,7 @@ def object_pages(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:
 
 def objects_resources(ctx: RunContext, names: list[str]) -> Iterator[DltResource]:
     """The selected object tables (the enumeration runs once, loaded or not)."""
+
     def all_objects() -> Iterator[list[dict[str, Any]]]:
         yield from object_pages(ctx)
 

@@ -17,6 +17,7 @@ from .catalogue import CATALOGUE, UNDOCUMENTED_PAGE_SIZE, TableSpec
 from .client import path_value
 from .context import RunContext, records, skip_missing
 from .deliveries import delivery_range, window_params, windows
+from .people_changes import PeopleChanges
 from .transform import convert_nested_timestamps, convert_timestamps, deleted_marker_column, timestamp_columns
 
 PEOPLE_PAGE_SIZE = 1000  # POST /v1/customers: max limit 1000
@@ -114,8 +115,16 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
             row[f"attr_{name}"] = _typed(attributes.get(name), type_)
         return row
 
+    changes: list[PeopleChanges] = []  # created on the first page, inside dlt's resource context
+
     def attributes(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        ids = [person["cio_id"] for person in page if person.get("cio_id")]
+        if not changes:
+            changes.append(
+                PeopleChanges(
+                    ctx, dlt.current.resource_state(), ctx.attributes_refresh, ctx.attributes_full_refresh_days
+                )
+            )
+        ids = changes[0].select([person["cio_id"] for person in page if person.get("cio_id")])
         batches = [ids[i : i + ATTRIBUTES_BATCH] for i in range(0, len(ids), ATTRIBUTES_BATCH)]
         for rows in ctx.map_unordered(fetch, batches):
             if rows:
@@ -141,20 +150,32 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
 # -- per-person tables: one request (or more) per person ------------------------------------------------
 PER_PERSON: dict[str, dict[str, Any]] = {
     "customer_messages": {
-        "path": "/v1/customers/{cio}/messages", "envelope": "messages", "page_size": 1000, "key": ("id",),
+        "path": "/v1/customers/{cio}/messages",
+        "envelope": "messages",
+        "page_size": 1000,
+        "key": ("id",),
         "timestamps": ("created",),
     },
     "customer_activities": {
-        "path": "/v1/customers/{cio}/activities", "envelope": "activities", "page_size": 100, "key": ("id",),
+        "path": "/v1/customers/{cio}/activities",
+        "envelope": "activities",
+        "page_size": 100,
+        "key": ("id",),
         "timestamps": ("timestamp",),
     },
     "customer_relationships": {
-        "path": "/v1/customers/{cio}/relationships", "envelope": "cio_relationships",
-        "page_size": UNDOCUMENTED_PAGE_SIZE, "key": ("cio_id", "object_type_id", "object_id"), "timestamps": (),
+        "path": "/v1/customers/{cio}/relationships",
+        "envelope": "cio_relationships",
+        "page_size": UNDOCUMENTED_PAGE_SIZE,
+        "key": ("cio_id", "object_type_id", "object_id"),
+        "timestamps": (),
     },
     "customer_segments": {
-        "path": "/v1/customers/{cio}/segments", "envelope": "segments", "page_size": None,
-        "key": ("cio_id", "segment_id"), "timestamps": ("created_at", "updated_at"),
+        "path": "/v1/customers/{cio}/segments",
+        "envelope": "segments",
+        "page_size": None,
+        "key": ("cio_id", "segment_id"),
+        "timestamps": ("created_at", "updated_at"),
     },
 }
 

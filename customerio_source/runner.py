@@ -18,6 +18,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.extract.source import DltSource
 
+from .catalogue import CATALOGUE
 from .transform import DELETED_AT
 
 logger = logging.getLogger("customerio_source")
@@ -73,7 +74,33 @@ def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadIn
     info.raise_on_failed_jobs()
     if tables and info.loads_ids:
         mark_deleted(pipeline, tables, info.loads_ids)
+    followers = {
+        name: spec.deletes_follow
+        for name in source.selected_resources
+        if (spec := CATALOGUE.get(name)) is not None and spec.deletes_follow in tables
+    }
+    if followers and info.loads_ids:
+        mark_followers_deleted(pipeline, followers)
     return info
+
+
+def mark_followers_deleted(pipeline: dlt.Pipeline, followers: dict[str, str]) -> None:
+    """Mark rows deleted whose key is marked deleted in the table they follow (attributes -> customers)."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    schema = pipeline.default_schema
+    with pipeline.sql_client() as client:
+        column = client.escape_column_name(DELETED_AT)
+        for table, leader in followers.items():
+            if table not in schema.tables or leader not in schema.tables:
+                continue
+            key = [client.escape_column_name(k) for k in CATALOGUE[table].primary_key]
+            tuple_key = f"({', '.join(key)})" if len(key) > 1 else key[0]
+            client.execute_sql(
+                f"UPDATE {client.make_qualified_table_name(table)} SET {column} = %s "
+                f"WHERE {column} IS NULL AND {tuple_key} IN (SELECT {', '.join(key)} FROM "
+                f"{client.make_qualified_table_name(leader)} WHERE {column} IS NOT NULL)",
+                now,
+            )
 
 
 def finish_interrupted(pipeline: dlt.Pipeline) -> LoadInfo | None:
@@ -92,7 +119,7 @@ def finish_interrupted(pipeline: dlt.Pipeline) -> LoadInfo | None:
     info = pipeline.run()
     if info is not None:
         info.raise_on_failed_jobs()
-        pass  # TEMP-DISABLED remove_repeated_rows(pipeline)
+        remove_repeated_rows(pipeline)
     return info
 
 

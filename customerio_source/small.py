@@ -22,11 +22,11 @@ def ip_addresses_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
 
     def rows() -> Iterator[list[dict[str, Any]]]:
         payload = ctx.client.get(spec.path, table=spec.name)
-        yield [{"ip": value if isinstance(value, str) else value.get("ip")} for value in payload.get(spec.envelope) or []]
+        yield [
+            {"ip": value if isinstance(value, str) else value.get("ip")} for value in payload.get(spec.envelope) or []
+        ]
 
-    return dlt.resource(
-        rows, name=spec.name, primary_key="ip", write_disposition="merge", columns=table_columns(spec)
-    )
+    return dlt.resource(rows, name=spec.name, primary_key="ip", write_disposition="merge", columns=table_columns(spec))
 
 
 def suppressions_resource(ctx: RunContext, spec: TableSpec) -> DltResource:

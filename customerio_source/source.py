@@ -13,6 +13,7 @@ from dlt.extract.resource import DltResource
 
 from . import metrics  # noqa: F401  (registers the metrics tables in the catalogue)
 from .activities import activities_resource
+from .bulk import BULK_MODES, bulk_customer_attributes_resource, bulk_deliveries_resource, choose_bulk
 from .catalogue import CATALOGUE, METRIC_PERIODS, default_tables
 from .client import CustomerIOClient
 from .context import Interval, RunContext
@@ -50,6 +51,9 @@ def customerio_source(
     activities_include_deleted: bool = False,
     metrics_periods: str | Sequence[str] = ("days",),
     attribute_columns: str | Sequence[str] = (),
+    attributes_refresh: str = "changed",
+    attributes_full_refresh_days: float = 7.0,
+    bulk: str = "api",
 ) -> Iterable[DltResource]:
     """Customer.io App API tables.
 
@@ -68,6 +72,11 @@ def customerio_source(
         activities_include_deleted: also load activities of deleted people.
         metrics_periods: default periods for metrics tables (hours, days, weeks, months).
         attribute_columns: person attributes promoted to typed columns, `NAME[:TYPE]`.
+        attributes_refresh: `changed` (incremental runs re-read attributes of new people and people with
+            profile-changing activities) or `full` (everyone, every run).
+        attributes_full_refresh_days: in `changed` mode, re-read everyone at least this often.
+        bulk: `api` (paging), `exports` (customer_attributes and deliveries through the exports API), or
+            `auto` (exports above a size where they are cheaper; see bulk.py).
     """
     key = api_key or os.environ.get(API_KEY_ENV)
     allow_new_arrow_columns()
@@ -76,6 +85,10 @@ def customerio_source(
     for period in periods:
         if period not in METRIC_PERIODS:
             raise ConfigError(f"unknown metrics period {period!r}: use {', '.join(METRIC_PERIODS)}")
+    if bulk not in BULK_MODES:
+        raise ConfigError(f"bulk must be one of {', '.join(BULK_MODES)}, got {bulk!r}")
+    if attributes_refresh not in ("changed", "full"):
+        raise ConfigError(f"attributes_refresh must be 'changed' or 'full', got {attributes_refresh!r}")
     selected = select_tables(tables, tuple(periods))
     try:
         promoted = _as_list(attribute_columns)
@@ -99,11 +112,14 @@ def customerio_source(
         metrics_periods=selected,
         attribute_columns=tuple(promoted),
         concurrency=concurrency,
+        attributes_refresh=attributes_refresh,
+        attributes_full_refresh_days=attributes_full_refresh_days,
     )
-    resources = list(build_resources(ctx, list(selected)))
+    resources = list(build_resources(ctx, list(selected), bulk))
     for resource in resources:
         spec = CATALOGUE.get(resource.name)
-        mark_reads_all_rows(resource, bool(spec and spec.full_reread and not interval.bounded))
+        reads_all = bool(spec and spec.full_reread) or getattr(resource, "reads_everyone", False)
+        mark_reads_all_rows(resource, reads_all and not interval.bounded)
         attach_client(resource, client)
     return resources
 
@@ -120,7 +136,7 @@ def allow_new_arrow_columns() -> None:
         dlt.config[key] = "default"
 
 
-def build_resources(ctx: RunContext, names: list[str]) -> Iterable[DltResource]:
+def build_resources(ctx: RunContext, names: list[str], bulk: str = "api") -> Iterable[DltResource]:
     """Resources for the selected tables (people tables share one enumeration of people)."""
     people: DltResource | None = None
     object_names = [n for n in names if CATALOGUE[n].builder == "objects"]
@@ -130,7 +146,10 @@ def build_resources(ctx: RunContext, names: list[str]) -> Iterable[DltResource]:
         if builder is None:
             yield child_resource(ctx, spec) if spec.per_parent else list_resource(ctx, spec)
         elif builder == "deliveries":
-            yield deliveries_resource(ctx, spec)
+            if spec.parent is None and bulk != "api" and choose_bulk(bulk, ctx, name):
+                yield bulk_deliveries_resource(ctx, spec, auto=bulk == "auto")
+            else:
+                yield deliveries_resource(ctx, spec)
         elif builder == "activities":
             yield activities_resource(ctx, spec)
         elif builder == "ip_addresses":
@@ -139,12 +158,16 @@ def build_resources(ctx: RunContext, names: list[str]) -> Iterable[DltResource]:
             yield suppressions_resource(ctx, spec)
         elif builder == "metrics":
             yield metrics.metrics_resource(ctx, spec, ctx.metrics_periods[name])
+        elif builder == "customer_attributes" and bulk != "api" and choose_bulk(bulk, ctx, name):
+            resource = bulk_customer_attributes_resource(ctx)
+            resource.reads_everyone = True  # one export of every person: rows it did not see are deleted
+            yield resource
         elif builder in ("customers", "customer_attributes", "per_person"):
             if people is None:
                 # a transformer evaluates its parent even when the parent table is not loaded
                 people = customers_resource(ctx)
-                if "customers" in names:
-                    yield people
+                if "customers" in names or "customer_attributes" in names:
+                    yield people  # attributes' deletes follow `customers`, enumerated anyway: no extra requests
             if builder == "customer_attributes":
                 yield attributes_transformer(ctx, people)
             elif builder == "per_person":
@@ -193,7 +216,9 @@ def parse_interval(start: str | datetime | None, end: str | datetime | None) -> 
     """Validate and parse the half-open interval [start, end) (ISO 8601, naive means UTC)."""
     parsed = [_parse_datetime(value, flag) for value, flag in ((start, "--interval-start"), (end, "--interval-end"))]
     if parsed[0] and parsed[1] and parsed[1] <= parsed[0]:
-        raise ConfigError(f"--interval-end ({parsed[1].isoformat()}) must be after --interval-start ({parsed[0].isoformat()})")
+        raise ConfigError(
+            f"--interval-end ({parsed[1].isoformat()}) must be after --interval-start ({parsed[0].isoformat()})"
+        )
     return Interval(parsed[0], parsed[1])
 
 

@@ -70,7 +70,9 @@ class Loader:
 
     def duplicates(self, table: str) -> int:
         key = ", ".join(CATALOGUE[table].primary_key)
-        return self.query(f"SELECT COUNT(*) FROM (SELECT {key} FROM {{ds}}.{table} GROUP BY {key} HAVING COUNT(*) > 1)")[0][0]
+        return self.query(
+            f"SELECT COUNT(*) FROM (SELECT {key} FROM {{ds}}.{table} GROUP BY {key} HAVING COUNT(*) > 1)"
+        )[0][0]
 
     def has_column(self, table: str, column: str) -> bool:
         return bool(
@@ -88,7 +90,12 @@ class Loader:
         return rows[0][0] if rows else ""
 
     def tables(self) -> set[str]:
-        return {r[0] for r in self.query(f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{self.dataset}'")}
+        return {
+            r[0]
+            for r in self.query(
+                f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{self.dataset}'"
+            )
+        }
 
 
 def _norm(value: Any) -> Any:

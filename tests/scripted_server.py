@@ -32,11 +32,21 @@ class ScriptedServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 outer.requests.append(
-                    {"method": self.command, "path": parts.path, "raw_path": self.path, "query": query,
-                     "body": body, "headers": dict(self.headers)}
+                    {
+                        "method": self.command,
+                        "path": parts.path,
+                        "raw_path": self.path,
+                        "query": query,
+                        "body": body,
+                        "headers": dict(self.headers),
+                    }
                 )
                 status, headers, payload = outer.handler(self.command, parts.path, query, body)
-                data = b"" if payload is None else (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+                data = (
+                    b""
+                    if payload is None
+                    else (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+                )
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

@@ -21,7 +21,11 @@ def run_cli(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) 
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "customerio_source.cli", "--progress-every", "0", *args],
-        cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -37,9 +41,16 @@ def free_port() -> int:
         ([], {}, "no App API key"),
         (["--tables", "campaignz"], {"CUSTOMERIO_APP_API_KEY": "k"}, "unknown table 'campaignz'; valid tables: all,"),
         (["--tables", "campaign_metrics:minutes"], {"CUSTOMERIO_APP_API_KEY": "k"}, "unknown metrics period 'minutes'"),
-        (["--interval-start", "2026-02-01", "--interval-end", "2026-01-01"], {"CUSTOMERIO_APP_API_KEY": "k"},
-         "--interval-end (2026-01-01T00:00:00+00:00) must be after --interval-start"),
-        (["--interval-start", "last tuesday"], {"CUSTOMERIO_APP_API_KEY": "k"}, "--interval-start: cannot read 'last tuesday'"),
+        (
+            ["--interval-start", "2026-02-01", "--interval-end", "2026-01-01"],
+            {"CUSTOMERIO_APP_API_KEY": "k"},
+            "--interval-end (2026-01-01T00:00:00+00:00) must be after --interval-start",
+        ),
+        (
+            ["--interval-start", "last tuesday"],
+            {"CUSTOMERIO_APP_API_KEY": "k"},
+            "--interval-start: cannot read 'last tuesday'",
+        ),
         (["--base-url", "ftp://x"], {"CUSTOMERIO_APP_API_KEY": "k"}, "--base-url must start with http"),
         (["--destination", "postgres"], {"CUSTOMERIO_APP_API_KEY": "k"}, "destination postgres is not configured"),
     ],
@@ -56,8 +67,11 @@ def test_bad_input_fails_early_with_one_line(tmp_path, args, env, expected):
 
 def test_unreachable_base_url_fails_cleanly(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    result = run_cli(["--base-url", url, "--tables", "campaigns"], tmp_path,
-                     {"CUSTOMERIO_APP_API_KEY": "k", "SOURCES__CUSTOMERIO__MAX_ATTEMPTS": "2"})
+    result = run_cli(
+        ["--base-url", url, "--tables", "campaigns"],
+        tmp_path,
+        {"CUSTOMERIO_APP_API_KEY": "k", "SOURCES__CUSTOMERIO__MAX_ATTEMPTS": "2"},
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "cannot reach" in lines[0], result.stderr

@@ -76,7 +76,11 @@ def test_429_waits_retry_after_then_succeeds():
     def handler(method, path, query, body):
         calls.append(clock.now)
         if len(calls) == 1:
-            return 429, {"Retry-After": "2"}, {"errors": [{"detail": "rate limited to 10 requests per 1s", "status": "429"}]}
+            return (
+                429,
+                {"Retry-After": "2"},
+                {"errors": [{"detail": "rate limited to 10 requests per 1s", "status": "429"}]},
+            )
         return 200, {}, {"ok": True}
 
     with ScriptedServer(handler) as server:
@@ -122,7 +126,9 @@ def test_cut_json_body_is_retried(monkeypatch):
 
 
 def test_401_names_region_and_base_url_and_hides_key():
-    with ScriptedServer(lambda *a: (401, {}, {"errors": [{"detail": "Unauthorized request", "status": "401"}]})) as server:
+    with ScriptedServer(
+        lambda *a: (401, {}, {"errors": [{"detail": "Unauthorized request", "status": "401"}]})
+    ) as server:
         client = make_client(server)
         with pytest.raises(AuthError) as err:
             client.get("/v1/campaigns")
@@ -132,7 +138,9 @@ def test_401_names_region_and_base_url_and_hides_key():
 
 
 def test_400_carries_the_api_detail():
-    with ScriptedServer(lambda *a: (400, {}, {"errors": [{"detail": "limit must be <= 1000", "status": "400"}]})) as server:
+    with ScriptedServer(
+        lambda *a: (400, {}, {"errors": [{"detail": "limit must be <= 1000", "status": "400"}]})
+    ) as server:
         with pytest.raises(ApiError, match="limit must be <= 1000"):
             make_client(server).get("/v1/messages", {"limit": 5000})
 

@@ -9,7 +9,13 @@ from customerio_source.catalogue import default_tables
 from .conftest import norm_keys
 
 FOUNDATION_TABLES = [
-    "campaigns", "campaign_actions", "broadcasts", "newsletters", "segments", "messages", "customers",
+    "campaigns",
+    "campaign_actions",
+    "broadcasts",
+    "newsletters",
+    "segments",
+    "messages",
+    "customers",
     "customer_attributes",
 ]
 
@@ -62,3 +68,11 @@ def test_per_person_tables_on_request(loader, tiny_server, table):
     ws = tiny_server.workspace
     loader.run([table])
     assert loader.keys(table) == norm_keys(ws.expected_keys(table))
+
+
+def test_bulk_exports_mode_loads_the_same_keys(loader, tiny_server):
+    ws = tiny_server.workspace
+    loader.run(["messages", "customer_attributes"], bulk="exports")
+    assert loader.keys("messages") == norm_keys(ws.expected_keys("messages"))
+    assert loader.keys("customer_attributes") == norm_keys(ws.expected_keys("customer_attributes"))
+    assert loader.duplicates("messages") == 0

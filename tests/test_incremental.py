@@ -71,5 +71,7 @@ def test_interval_loads_exactly_that_window(changing_server: Any, tmp_path):
     loader.run(["messages", "activities"], interval_start=iso(start), interval_end=iso(end))
     rows = loader.query("SELECT MIN(created), MAX(created), COUNT(*) FROM {ds}.messages")[0]
     assert rows[0].timestamp() >= start and rows[1].timestamp() < end
-    expected = {k for k in ws.expected_keys("messages") if start <= ws.delivery(ws.find_delivery(k[0]))["created"] < end}
+    expected = {
+        k for k in ws.expected_keys("messages") if start <= ws.delivery(ws.find_delivery(k[0]))["created"] < end
+    }
     assert loader.keys("messages") == norm_keys(expected)

@@ -9,20 +9,33 @@ NOW = 1_790_000_000
 
 
 def _delivery(i: int, **extra):
-    return {"id": f"d{i}", "created": NOW - 1000 + i, "metrics": {"sent": NOW - 900 + i}, "campaign_id": 1,
-            "customer_identifiers": {"id": str(i), "email": None, "cio_id": f"c{i}"}, "type": "email", **extra}
+    return {
+        "id": f"d{i}",
+        "created": NOW - 1000 + i,
+        "metrics": {"sent": NOW - 900 + i},
+        "campaign_id": 1,
+        "customer_identifiers": {"id": str(i), "email": None, "cio_id": f"c{i}"},
+        "type": "email",
+        **extra,
+    }
 
 
 def test_unknown_fields_load_as_new_columns(tmp_path):
     """A field the connector has never seen appears mid-run: it becomes a column; nothing crashes."""
-    pages = {None: ([_delivery(1), _delivery(2)], "p2"),
-             "p2": ([_delivery(3, brand_new_field="x", nested_new={"a": 1}),
-                     _delivery(4, metrics={"sent": NOW, "teleported": NOW + 5})], "")}
+    deliveries = [
+        _delivery(4, metrics={"sent": NOW, "teleported": NOW + 5}),
+        _delivery(3, brand_new_field="x", nested_new={"a": 1}),
+        _delivery(2),
+        _delivery(1),
+    ]
 
     def handler(method, path, query, body):
-        if path == "/v1/messages":
-            rows, nxt = pages[query.get("start")]
-            return 200, {}, {"messages": rows, "next": nxt}
+        if path == "/v1/messages":  # honours the window and pages two at a time, newest first
+            lo, hi = int(query.get("start_ts", 0)), int(query.get("end_ts", 2**40))
+            rows = [d for d in deliveries if lo <= d["created"] <= hi]
+            offset = int(query.get("start") or 0)
+            more = offset + 2 < len(rows)
+            return 200, {}, {"messages": rows[offset : offset + 2], "next": str(offset + 2) if more else ""}
         if path == "/v1/campaigns":
             return 200, {}, {"campaigns": [{"id": 1, "created": NOW - 5000, "updated": NOW, "surprise": {"k": "v"}}]}
         return 200, {}, {path.rsplit("/", 1)[-1]: []}
@@ -42,7 +55,9 @@ def test_promoted_attributes_become_typed_columns(loader, tiny_server):
     loader.run(["customer_attributes"], attribute_columns=["plan", "created_at:timestamp"])
     assert loader.column_type("customer_attributes", "attr_plan") == "VARCHAR"
     assert loader.column_type("customer_attributes", "attr_created_at") == "TIMESTAMP WITH TIME ZONE"
-    rows = loader.query("SELECT cio_id, attr_plan, json_extract_string(attributes, '$.plan') FROM {ds}.customer_attributes")
+    rows = loader.query(
+        "SELECT cio_id, attr_plan, json_extract_string(attributes, '$.plan') FROM {ds}.customer_attributes"
+    )
     assert rows and all(plan == raw for _, plan, raw in rows)
     assert {(r[0],) for r in rows} == norm_keys(ws.expected_keys("customer_attributes"))
 

@@ -16,12 +16,37 @@ from customerio_source.transform import to_datetime
 UTC = timezone.utc
 
 INGESTR_TABLES = {
-    "activities", "broadcasts", "broadcast_actions", "broadcast_messages", "campaigns", "campaign_actions",
-    "campaign_messages", "collections", "customers", "customer_attributes", "customer_messages",
-    "customer_activities", "customer_relationships", "exports", "info_ip_addresses", "messages", "newsletters",
-    "newsletter_test_groups", "object_types", "objects", "reporting_webhooks", "segments", "sender_identities",
-    "subscription_topics", "transactional_messages", "workspaces", "campaign_metrics", "campaign_action_metrics",
-    "broadcast_metrics", "broadcast_action_metrics", "newsletter_metrics",
+    "activities",
+    "broadcasts",
+    "broadcast_actions",
+    "broadcast_messages",
+    "campaigns",
+    "campaign_actions",
+    "campaign_messages",
+    "collections",
+    "customers",
+    "customer_attributes",
+    "customer_messages",
+    "customer_activities",
+    "customer_relationships",
+    "exports",
+    "info_ip_addresses",
+    "messages",
+    "newsletters",
+    "newsletter_test_groups",
+    "object_types",
+    "objects",
+    "reporting_webhooks",
+    "segments",
+    "sender_identities",
+    "subscription_topics",
+    "transactional_messages",
+    "workspaces",
+    "campaign_metrics",
+    "campaign_action_metrics",
+    "broadcast_metrics",
+    "broadcast_action_metrics",
+    "newsletter_metrics",
 }
 
 
@@ -35,10 +60,15 @@ def test_catalogue_has_ingestr_tables_and_at_least_45():
 
 def test_primary_keys_match_the_issue():
     expected = {
-        "customers": ("cio_id",), "customer_attributes": ("cio_id",), "objects": ("object_type_id", "object_id"),
-        "customer_relationships": ("cio_id", "object_type_id", "object_id"), "info_ip_addresses": ("ip",),
-        "segment_memberships": ("segment_id", "cio_id"), "snippets": ("name",),
-        "esp_suppressions": ("suppression_type", "email"), "segment_dependencies": ("segment_id",),
+        "customers": ("cio_id",),
+        "customer_attributes": ("cio_id",),
+        "objects": ("object_type_id", "object_id"),
+        "customer_relationships": ("cio_id", "object_type_id", "object_id"),
+        "info_ip_addresses": ("ip",),
+        "segment_memberships": ("segment_id", "cio_id"),
+        "snippets": ("name",),
+        "esp_suppressions": ("suppression_type", "email"),
+        "segment_dependencies": ("segment_id",),
         "campaign_metrics": ("campaign_id", "period", "period_start"),
     }
     for name, key in expected.items():
@@ -56,9 +86,11 @@ def test_select_tables_all_and_metrics_periods():
 
 @pytest.mark.parametrize(
     "tables, message",
-    [("campaignz", "unknown table 'campaignz'; valid tables: all, activities"),
-     ("campaign_metrics:minutes", "unknown metrics period 'minutes'"),
-     ("campaigns:days", "not a metrics table")],
+    [
+        ("campaignz", "unknown table 'campaignz'; valid tables: all, activities"),
+        ("campaign_metrics:minutes", "unknown metrics period 'minutes'"),
+        ("campaigns:days", "not a metrics table"),
+    ],
 )
 def test_select_tables_rejects_bad_input(tables, message):
     with pytest.raises(ConfigError, match=message):
@@ -111,8 +143,14 @@ def test_leading_buckets_utc_and_series_rows():
     buckets = leading_buckets(3, "days", start)
     assert [b[0].day for b in buckets] == [1, 2, 3] and buckets[0][0].hour == 0
     rows = series_rows({"sent": [5, 6, 7], "opened": [1, 2]}, buckets, "days", {"campaign_id": 9})
-    assert rows[0] == {"campaign_id": 9, "period": "days", "period_start": buckets[0][0], "period_end": buckets[0][1],
-                       "sent": 5, "opened": 1}
+    assert rows[0] == {
+        "campaign_id": 9,
+        "period": "days",
+        "period_start": buckets[0][0],
+        "period_end": buckets[0][1],
+        "sent": 5,
+        "opened": 1,
+    }
     assert "opened" not in rows[2] and rows[2]["sent"] == 7
 
 
@@ -153,6 +191,7 @@ def test_interleave_runs_spawned_jobs_and_propagates_errors():
             yield n
             if spawn:
                 yield Spawn([job(n * 10), job(n * 10 + 1)])
+
         return items
 
     assert sorted(interleave([job(1, True), job(2)], workers=3)) == [1, 2, 10, 11]

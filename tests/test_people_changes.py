@@ -1,0 +1,55 @@
+"""The cheaper incremental rule for customer_attributes loads what a full re-read loads."""
+
+from __future__ import annotations
+
+from .conftest import API_KEY, Loader, norm_keys
+
+SNAPSHOT = (
+    "SELECT cio_id, id, email, CAST(attributes AS VARCHAR), unsubscribed FROM {ds}.customer_attributes "
+    "WHERE _cio_deleted_at IS NULL ORDER BY cio_id"
+)
+DEVICES = (
+    "SELECT a.cio_id, d.id, d.platform, d.last_used FROM {ds}.customer_attributes a "
+    "JOIN {ds}.customer_attributes__devices d ON d._dlt_parent_id = a._dlt_id "
+    "WHERE a._cio_deleted_at IS NULL ORDER BY 1, 2"
+)
+
+
+def test_changed_people_rule_equals_a_full_reread(tmp_path):
+    from customerio_source.simulator import SimulatorServer, Workspace
+
+    ws = Workspace(scale="tiny", seed=13)
+    with SimulatorServer(ws, api_key=API_KEY) as server:
+        incremental = Loader(server.base_url, tmp_path / "incremental")
+        incremental.run(["customer_attributes"])
+        ws.advance()
+        ws.advance()
+        incremental.run(["customer_attributes"])
+        reread = incremental.pipeline().last_trace.last_normalize_info.row_counts.get("customer_attributes", 0)
+        full = Loader(server.base_url, tmp_path / "full")
+        full.run(["customer_attributes"], attributes_refresh="full")
+
+    changes = ws.last_changes
+    assert changes["attribute_changes"] and changes["new_people"] and changes["deleted_people"]
+    assert incremental.query(SNAPSHOT) == full.query(SNAPSHOT)
+    assert incremental.query(DEVICES) == full.query(DEVICES)
+    assert incremental.keys("customer_attributes") == norm_keys(ws.expected_keys("customer_attributes"))
+    # deleted people are marked, not silently live
+    deleted = incremental.query("SELECT COUNT(*) FROM {ds}.customer_attributes WHERE _cio_deleted_at IS NOT NULL")[0][0]
+    assert deleted == len(norm_keys(ws.deleted_keys("customer_attributes")))
+    # and it was cheaper: only new and changed people were re-read
+    assert 0 < reread < ws.expected_count("customers") / 2, reread
+
+
+def test_full_refresh_mode_and_first_run_read_everyone(tmp_path):
+    from customerio_source.simulator import SimulatorServer, Workspace
+
+    ws = Workspace(scale="tiny", seed=13)
+    with SimulatorServer(ws, api_key=API_KEY) as server:
+        loader = Loader(server.base_url, tmp_path)
+        loader.run(["customer_attributes"])
+        people = ws.expected_count("customers")
+        assert server.stats.by_operation.get("POST /v1/customers/attributes") == -(-people // 100)
+        server.stats.reset()
+        loader.run(["customer_attributes"], attributes_refresh="full")
+        assert server.stats.by_operation.get("POST /v1/customers/attributes") == -(-people // 100)
