@@ -16,7 +16,7 @@ from dlt.extract.resource import DltResource
 
 from .catalogue import TableSpec
 from .context import EPOCH, RunContext, records
-from .resources import table_columns
+from .resources import merge_resource, table_columns
 from .transform import convert_timestamps
 
 ACTIVITIES_PAGE_SIZE = 100  # max limit for GET /v1/activities
@@ -47,11 +47,4 @@ def activities_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
 
     columns = table_columns(spec)
     columns["data"] = {"data_type": "json", "nullable": True}
-    return dlt.resource(
-        rows,
-        name=spec.name,
-        primary_key=list(spec.primary_key),
-        write_disposition="merge",
-        columns=columns,
-        parallelized=True,
-    )
+    return merge_resource(rows, spec, columns)

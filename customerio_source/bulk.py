@@ -74,13 +74,15 @@ from .deliveries import (
     DELIVERY_SCHEMA,
     OPEN_END_MARGIN,
     WINDOW,
+    created_cursor,
     delivery_range,
     read_windows,
     window_params,
     windows,
 )
 from .errors import ApiError, ConfigError, NotFoundError
-from .people import MATCH_EVERYONE, _typed, parse_attribute_columns
+from .people import MATCH_EVERYONE, parse_attribute_columns, typed_attribute
+from .resources import merge_resource
 from .transform import deleted_marker_column, to_datetime
 
 logger = logging.getLogger("customerio_source")
@@ -88,7 +90,9 @@ logger = logging.getLogger("customerio_source")
 BULK_MODES = ("exports", "api", "auto")
 EXPORT_WINDOW = timedelta(days=360)  # ranges over 12 months are truncated by the API
 EXPORTABLE = {
-    "campaigns": "campaign_id", "newsletters": "newsletter_id", "transactional_messages": "transactional_message_id",
+    "campaigns": "campaign_id",
+    "newsletters": "newsletter_id",
+    "transactional_messages": "transactional_message_id",
 }
 IDENTIFIERS = ("cio_id", "id", "email")
 METRIC_NAMES = frozenset((*DELIVERY_METRICS, "drafted"))
@@ -186,14 +190,18 @@ def download_records(
         host = urlsplit(url).hostname or "?"
         try:
             with requests.get(
-                url, stream=True, timeout=(30, settings.download_timeout), auth=_NoAuth(),
+                url,
+                stream=True,
+                timeout=(30, settings.download_timeout),
+                auth=_NoAuth(),
                 headers={"User-Agent": USER_AGENT, "Accept": "*/*"},
             ) as response:
                 if response.status_code in RENEW_STATUSES:
                     raise _Refused(f"HTTP {response.status_code}")
                 if response.status_code >= 300:
-                    raise ExportError(f"export {export_id} ({what}): the file host {host} answered HTTP "
-                                      f"{response.status_code}")
+                    raise ExportError(
+                        f"export {export_id} ({what}): the file host {host} answered HTTP {response.status_code}"
+                    )
                 response.raw.decode_content = True  # undo a Content-Encoding; gzip files are sniffed below
                 response.raw.auto_close = False  # io wrappers read past the end: EOF, not "closed file"
                 for index, record in enumerate(iter_records(response.raw)):
@@ -343,8 +351,11 @@ def customer_row(record: dict[str, Any], promoted: Sequence[tuple[str, str]] = (
     identifiers = source.get("identifiers") if isinstance(source.get("identifiers"), dict) else {}
     nested = source.get("attributes") if isinstance(source.get("attributes"), dict) else None
     if nested is None:  # flat: every column is an attribute (`attributes.plan` spellings too)
-        nested = {_split(k)[1] if _split(k)[0] == "attributes" else k: v for k, v in source.items()
-                  if k not in ("identifiers", "unsubscribed")}
+        nested = {
+            _split(k)[1] if _split(k)[0] == "attributes" else k: v
+            for k, v in source.items()
+            if k not in ("identifiers", "unsubscribed")
+        }
     attributes = {k: _attribute_text(v) for k, v in nested.items() if v is not None and v != ""}
     for key in IDENTIFIERS:  # the API's attributes always hold cio_id, and id/email when set
         value = identifiers.get(key) or source.get(key)
@@ -363,7 +374,7 @@ def customer_row(record: dict[str, Any], promoted: Sequence[tuple[str, str]] = (
     if unsubscribed is not None:
         row["unsubscribed"] = unsubscribed
     for name, type_ in promoted:
-        row[f"attr_{name}"] = _typed(attributes.get(name), type_)
+        row[f"attr_{name}"] = typed_attribute(attributes.get(name), type_)
     return row
 
 
@@ -427,7 +438,12 @@ def _created(parent: dict[str, Any]) -> datetime | None:
 
 
 def export_job(
-    ctx: RunContext, spec: TableSpec, key: str, parent_id: Any, lower: datetime, upper: datetime | None,
+    ctx: RunContext,
+    spec: TableSpec,
+    key: str,
+    parent_id: Any,
+    lower: datetime,
+    upper: datetime | None,
     settings: ExportSettings,
 ) -> Callable[[], Iterator[pa.Table]]:
     """One deliveries export (one parent, one window) as Arrow pages of rows with lower <= created < upper."""
@@ -448,8 +464,9 @@ def export_job(
     return pages
 
 
-def broadcast_job(ctx: RunContext, spec: TableSpec, parent: dict[str, Any], lower: datetime, upper: datetime | None
-                  ) -> Callable[[], Iterator[pa.Table]]:
+def broadcast_job(
+    ctx: RunContext, spec: TableSpec, parent: dict[str, Any], lower: datetime, upper: datetime | None
+) -> Callable[[], Iterator[pa.Table]]:
     """Broadcast deliveries (not exportable): the API path, /v1/broadcasts/{id}/messages in windows."""
     path = ctx.child_path(CATALOGUE["broadcast_messages"], parent)
 
@@ -500,8 +517,9 @@ def exports_pay_off(ctx: RunContext, spec: TableSpec, start: datetime, end: date
     """`auto` for deliveries: exports when the API path needs many requests and more than twice theirs."""
     api_requests = math.ceil(estimate_deliveries(ctx, start, end) / (spec.page_size or 1000))
     choice = api_requests >= max(AUTO_MIN_API_REQUESTS, 2 * EXPORT_REQUESTS * exports)
-    logger.info("%s: ~%d API requests vs %d exports: %s", spec.name, api_requests, exports,
-                "exports" if choice else "API")
+    logger.info(
+        "%s: ~%d API requests vs %d exports: %s", spec.name, api_requests, exports, "exports" if choice else "API"
+    )
     return choice
 
 
@@ -509,17 +527,8 @@ def bulk_deliveries_resource(
     ctx: RunContext, spec: TableSpec, settings: ExportSettings = DEFAULT_SETTINGS, auto: bool = False
 ) -> DltResource:
     """Deliveries through exports, with the cursor, lag and interval semantics of `deliveries_resource`."""
-    lookback = ctx.messages_lookback_days * 86400.0
 
-    def rows(
-        created: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008 - dlt's idiom
-            "created",
-            initial_value=ctx.interval.initial_value,
-            end_value=ctx.interval.end,
-            lag=lookback,
-            range_end="open",
-        ),
-    ) -> Iterator[pa.Table]:
+    def rows(created: dlt.sources.incremental[datetime] = created_cursor(ctx)) -> Iterator[pa.Table]:
         start, end = delivery_range(ctx, created.start_value, created.end_value)
         if end is not None and start >= end:
             return
@@ -531,13 +540,7 @@ def bulk_deliveries_resource(
                 return
         yield from interleave(jobs, ctx.concurrency)
 
-    return dlt.resource(
-        rows,
-        name=spec.name,
-        primary_key=list(spec.primary_key),
-        write_disposition="merge",
-        parallelized=True,
-    )
+    return merge_resource(rows, spec, columns={})
 
 
 # -- choosing -------------------------------------------------------------------------------------------

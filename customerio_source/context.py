@@ -82,7 +82,7 @@ class RunContext:
                 rows: list[dict[str, Any]] = []
                 if spec.per_parent:
                     for children in self.map_unordered(
-                        skip_missing(lambda parent: self._children(spec, parent), _describe(spec)),
+                        skip_missing(lambda parent: self._children(spec, parent), describe_parent(spec)),
                         self.list_rows(spec.parent),  # type: ignore[arg-type]
                     ):
                         rows.extend(children)
@@ -248,7 +248,7 @@ def interleave(
                 break
 
 
-def _describe(spec: TableSpec) -> Callable[[dict[str, Any]], str]:
+def describe_parent(spec: TableSpec) -> Callable[[dict[str, Any]], str]:
     return lambda parent: f"{spec.parent} {parent.get('id')!r} (for {spec.name})"
 
 

@@ -29,6 +29,7 @@ from .arrow_pages import page_to_arrow
 from .catalogue import TableSpec
 from .context import EPOCH, RunContext, Spawn, interleave, records
 from .errors import NotFoundError
+from .resources import merge_resource
 from .transform import convert_nested_timestamps, convert_timestamps, to_datetime
 
 WINDOW = timedelta(days=180)  # the API truncates ranges over six months
@@ -196,18 +197,19 @@ def plan_split(
     return [(edges[i], edges[i + 1]) for i in range(count - 1, -1, -1)]  # newest first
 
 
-def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
-    lookback = ctx.messages_lookback_days * 86400.0
+def created_cursor(ctx: RunContext) -> dlt.sources.incremental[datetime]:
+    """The deliveries cursor: `created` over the interval, re-reading the lookback before the watermark."""
+    return dlt.sources.incremental(
+        "created",
+        initial_value=ctx.interval.initial_value,
+        end_value=ctx.interval.end,
+        lag=ctx.messages_lookback_days * 86400.0,
+        range_end="open",
+    )
 
-    def rows(
-        created: dlt.sources.incremental[datetime] = dlt.sources.incremental(
-            "created",
-            initial_value=ctx.interval.initial_value,
-            end_value=ctx.interval.end,
-            lag=lookback,
-            range_end="open",
-        ),
-    ) -> Iterator[pa.Table]:
+
+def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
+    def rows(created: dlt.sources.incremental[datetime] = created_cursor(ctx)) -> Iterator[pa.Table]:
         start, end = delivery_range(ctx, created.start_value, created.end_value)
         if end is not None and start >= end:
             return
@@ -220,10 +222,4 @@ def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
             except NotFoundError:
                 continue  # the parent was deleted during the run
 
-    return dlt.resource(
-        rows,
-        name=spec.name,
-        primary_key=list(spec.primary_key),
-        write_disposition="merge",
-        parallelized=True,  # no column hints: the Arrow schema types every column
-    )
+    return merge_resource(rows, spec, columns={})  # no column hints: the Arrow schema types every column

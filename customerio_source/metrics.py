@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import dlt
 import pendulum
 from dlt.extract.resource import DltResource
 
 from .catalogue import CATALOGUE, TableSpec, register
 from .context import RunContext, records, skip_missing
+from .resources import merge_resource
 from .transform import to_datetime
 
 EASTERN = "America/New_York"
@@ -304,14 +304,7 @@ def metrics_resource(ctx: RunContext, spec: TableSpec, periods: tuple[str, ...])
         "period_end": {"data_type": "timestamp", "nullable": True},
         "period": {"data_type": "text", "nullable": False},
     }
-    return dlt.resource(
-        rows,
-        name=spec.name,
-        primary_key=list(spec.primary_key),
-        write_disposition="merge",
-        columns=columns,
-        parallelized=True,
-    )
+    return merge_resource(rows, spec, columns)
 
 
 def _in_interval(ctx: RunContext, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -71,7 +71,7 @@ def parse_attribute_columns(specs: Sequence[str]) -> tuple[tuple[str, str], ...]
     return tuple(out)
 
 
-def _typed(value: Any, type_: str) -> Any:
+def typed_attribute(value: Any, type_: str) -> Any:
     """Coerce an attribute (the API sends every attribute as a string) to the promoted column's type."""
     if value is None or value == "":
         return None
@@ -112,7 +112,7 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
             "devices": [convert_timestamps(dict(d), ("last_used",)) for d in customer.get("devices") or []],
         }
         for name, type_ in promoted:
-            row[f"attr_{name}"] = _typed(attributes.get(name), type_)
+            row[f"attr_{name}"] = typed_attribute(attributes.get(name), type_)
         return row
 
     changes: list[PeopleChanges] = []  # created on the first page, inside dlt's resource context

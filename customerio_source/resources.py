@@ -9,7 +9,7 @@ import dlt
 from dlt.extract.resource import DltResource
 
 from .catalogue import TableSpec
-from .context import RunContext, logger
+from .context import RunContext, describe_parent, logger
 from .errors import NotFoundError
 from .transform import add_parent_columns, convert_timestamps, deleted_marker_column, timestamp_columns
 
@@ -33,22 +33,13 @@ def list_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
     """
 
     def rows() -> Iterator[list[dict[str, Any]]]:
-        cursor = spec.cursor if ctx.interval.bounded else None
-        for raw in [ctx.list_rows(spec.name)]:
-            page = [convert_timestamps(dict(row), spec.timestamps) for row in raw]
-            if cursor:
-                page = [row for row in page if ctx.interval.contains(row.get(cursor))]
-            if page:
-                yield page
+        page = [convert_timestamps(dict(row), spec.timestamps) for row in ctx.list_rows(spec.name)]
+        if spec.cursor and ctx.interval.bounded:
+            page = [row for row in page if ctx.interval.contains(row.get(spec.cursor))]
+        if page:
+            yield page
 
-    return dlt.resource(
-        rows,
-        name=spec.name,
-        primary_key=list(spec.primary_key),
-        write_disposition="merge",
-        columns=table_columns(spec),
-        parallelized=True,
-    )
+    return merge_resource(rows, spec)
 
 
 def child_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
@@ -60,8 +51,7 @@ def child_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
     """
     assert spec.parent is not None
 
-    def describe(parent: dict[str, Any]) -> str:
-        return f"{spec.parent} {parent.get('id')!r} (for {spec.name})"
+    describe = describe_parent(spec)
 
     def rows() -> Iterator[list[dict[str, Any]]]:
         if spec.paginated and (spec.page_size or 0) >= STREAM_CHILD_PAGE_SIZE:
@@ -76,12 +66,19 @@ def child_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
         if page:
             yield page
 
+    return merge_resource(rows, spec)
+
+
+def merge_resource(
+    rows: Callable[..., Iterator[Any]], spec: TableSpec, columns: dict[str, dict[str, Any]] | None = None
+) -> DltResource:
+    """The resource for a declared table: merged on its primary key, extracted in parallel with others."""
     return dlt.resource(
         rows,
         name=spec.name,
         primary_key=list(spec.primary_key),
         write_disposition="merge",
-        columns=table_columns(spec),
+        columns=table_columns(spec) if columns is None else columns,
         parallelized=True,
     )
 

@@ -10,7 +10,7 @@ from dlt.extract.resource import DltResource
 
 from .catalogue import TableSpec
 from .context import RunContext
-from .resources import table_columns
+from .resources import merge_resource, table_columns
 from .transform import convert_timestamps
 
 SUPPRESSION_TYPES = ("bounces", "spam_reports")  # the spec's enum for GET /v1/esp/suppression/{type}
@@ -53,11 +53,4 @@ def suppressions_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
         for kind in SUPPRESSION_TYPES:
             yield from read(kind)
 
-    return dlt.resource(
-        rows,
-        name=spec.name,
-        primary_key=list(spec.primary_key),
-        write_disposition="merge",
-        columns=table_columns(spec),
-        parallelized=True,
-    )
+    return merge_resource(rows, spec)
