@@ -18,6 +18,7 @@ API_KEY = "sim-test-key-5b7e1c"
 
 # dlt reads .dlt/ from the working directory; keep the project's config out of the tests' way
 os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # tests never reach out to the internet
 
 
 @pytest.fixture(scope="module")

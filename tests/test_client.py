@@ -168,17 +168,43 @@ def test_missing_key_and_bad_region_fail_early():
     assert CustomerIOClient("k").base_url == "https://api.customer.io"
 
 
-def test_rate_limiter_holds_requests_to_the_rolling_window():
+def test_rate_limiter_spaces_requests_evenly():
     clock = FakeClock()
     limiter = RateLimiter(10, period=1.0, margin=0.0, clock=clock, sleep=clock.sleep)
     times = []
     for _ in range(35):
         limiter.acquire()
         times.append(clock.now)
-    # never more than 10 requests in any window of 1 s
+    # never more than 10 requests in any window of 1 s, and no bursts: one every 100 ms
     for i in range(len(times) - 10):
         assert times[i + 10] - times[i] >= 1.0 - 1e-9
-    assert times[-1] == pytest.approx(3.0)  # 35 requests at 10/s: bursts at t=0,1,2,3
+    assert times[1] - times[0] == pytest.approx(0.1)
+    assert times[-1] == pytest.approx(3.4)
+
+
+def test_rate_limiter_default_margin_and_threads():
+    import threading
+
+    limiter = RateLimiter(10)
+    assert limiter.interval == pytest.approx(0.104)  # 9.6 requests/s sustained
+    clock = FakeClock()
+    shared = RateLimiter(5, margin=0.0, clock=clock, sleep=lambda s: None)
+    slots = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(10):
+            waited = shared.acquire()
+            with lock:
+                slots.append(round(waited, 6))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 40 callers on a clock that never moves get 40 distinct slots 0.2 s apart
+    assert sorted(slots) == [round(0.2 * i, 6) for i in range(40)]
 
 
 def test_rate_limiter_fractional_rate_and_pause():
@@ -186,7 +212,7 @@ def test_rate_limiter_fractional_rate_and_pause():
     limiter = RateLimiter(2.5, period=1.0, margin=0.0, clock=clock, sleep=clock.sleep)
     for _ in range(6):
         limiter.acquire()
-    assert clock.now == pytest.approx(2.0)  # 5 per 2 s
+    assert clock.now == pytest.approx(2.0)  # every 0.4 s
     limiter.pause(3)
     limiter.acquire()
     assert clock.now >= 5.0

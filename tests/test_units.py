@@ -116,7 +116,7 @@ def test_windows_cover_the_range_without_gaps_or_overlap():
     parts = list(windows(start, end))
     assert all(upper - lower <= WINDOW for lower, upper in parts)
     assert parts[0][1] == end and parts[-1][0] == start
-    for (lower, _), (_, upper) in zip(parts, parts[1:]):
+    for (lower, _), (_, upper) in zip(parts, parts[1:], strict=False):
         assert upper == lower
     assert list(windows(end, end)) == []
     open_ended = list(windows(start, None, now=end))
