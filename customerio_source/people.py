@@ -121,7 +121,10 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
         if not changes:
             changes.append(
                 PeopleChanges(
-                    ctx, dlt.current.resource_state(), ctx.attributes_refresh, ctx.attributes_full_refresh_days
+                    ctx,
+                    dlt.current.resource_state("customer_attributes"),
+                    ctx.attributes_refresh,
+                    ctx.attributes_full_refresh_days,
                 )
             )
         ids = changes[0].select([person["cio_id"] for person in page if person.get("cio_id")])

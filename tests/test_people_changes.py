@@ -22,6 +22,8 @@ def test_changed_people_rule_equals_a_full_reread(tmp_path):
     with SimulatorServer(ws, api_key=API_KEY) as server:
         incremental = Loader(server.base_url, tmp_path / "incremental")
         incremental.run(["customer_attributes"])
+        resources = incremental.pipeline().state["sources"]["customerio"]["resources"]
+        assert len(resources["customer_attributes"]["known"].split(",")) == ws.expected_count("customers")
         ws.advance()
         ws.advance()
         incremental.run(["customer_attributes"])
