@@ -13,12 +13,17 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 def _ints(values: list[Any]) -> pa.Array:
     """Integers, where ids may arrive as digit strings; anything else becomes null."""
+    try:  # fast path: real ints and nulls, converted by pyarrow in C
+        return pa.array(values, type=pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        pass
     out = []
     for value in values:
         if value is None or isinstance(value, bool):
@@ -35,7 +40,12 @@ def _ints(values: list[Any]) -> pa.Array:
 
 
 def _texts(values: list[Any]) -> pa.Array:
-    return pa.array([None if v is None else v if isinstance(v, str) else _text(v) for v in values], type=pa.string())
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array(
+            [None if v is None else v if isinstance(v, str) else _text(v) for v in values], type=pa.string()
+        )
 
 
 def _text(value: Any) -> str:
@@ -46,15 +56,22 @@ def _text(value: Any) -> str:
 
 def _timestamps(values: list[Any]) -> pa.Array:
     """Unix seconds to microsecond UTC timestamps (dlt's default precision: no precision hints needed)."""
-    micros = [
-        int(v * 1_000_000) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
-        for v in values
-    ]
-    return pa.array(micros, type=pa.int64()).cast(TIMESTAMP)
+    try:
+        seconds = pa.array(values, type=pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        seconds = pa.array(
+            [int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values],
+            type=pa.int64(),
+        )
+    seconds = pc.if_else(pc.greater(seconds, 0), seconds, pa.scalar(None, pa.int64()))  # 0 means "never"
+    return pc.multiply(seconds, 1_000_000).cast(TIMESTAMP)
 
 
 def _bools(values: list[Any]) -> pa.Array:
-    return pa.array([v if isinstance(v, bool) else None for v in values], type=pa.bool_())
+    try:
+        return pa.array(values, type=pa.bool_())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array([v if isinstance(v, bool) else None for v in values], type=pa.bool_())
 
 
 def _inferred(values: list[Any]) -> pa.Array:
@@ -103,16 +120,17 @@ def page_to_arrow(
 
 
 def _flattened(name: str, values: list[Any], kind: str | None, known: tuple[str, ...]) -> dict[str, pa.Array]:
-    keys: dict[str, None] = dict.fromkeys(known)
-    for value in values:
-        if isinstance(value, dict):
-            for key in value:
-                keys.setdefault(key, None)
-    out: dict[str, pa.Array] = {}
-    for key in keys:
-        inner = [value.get(key) if isinstance(value, dict) else None for value in values]
-        out[f"{name}__{key}"] = KINDS[kind](inner) if kind else _inferred(inner)
-    return out
+    """Spread dict values into `name__key` columns in one pass over the keys present (sparse metrics)."""
+    count = len(values)
+    columns: dict[str, list[Any]] = {key: [None] * count for key in known}
+    for index, value in enumerate(values):
+        if value.__class__ is dict:
+            for key, inner in value.items():
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = [None] * count
+                column[index] = inner
+    return {f"{name}__{key}": KINDS[kind](column) if kind else _inferred(column) for key, column in columns.items()}
 
 
 def column_names(tables: Iterable[pa.Table]) -> set[str]:

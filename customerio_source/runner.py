@@ -51,9 +51,7 @@ def client_of(source: DltSource) -> Any:
 def complete_tables(source: DltSource) -> list[str]:
     """Names of the selected tables this run reads in full (candidates for delete marking)."""
     return [
-        name
-        for name, resource in source.selected_resources.items()
-        if getattr(resource, COMPLETE_READ_FLAG, False)
+        name for name, resource in source.selected_resources.items() if getattr(resource, COMPLETE_READ_FLAG, False)
     ]
 
 
@@ -70,8 +68,11 @@ def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadIn
         file_format = preferred_file_format(pipeline)
         if file_format:
             run_kwargs["loader_file_format"] = file_format
+    appended = append_new_tables(pipeline, source)
     info = pipeline.run(source, **run_kwargs)
     info.raise_on_failed_jobs()
+    if appended and info.loads_ids:
+        remove_duplicate_keys(pipeline, appended)
     if tables and info.loads_ids:
         mark_deleted(pipeline, tables, info.loads_ids)
     followers = {
@@ -82,6 +83,59 @@ def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadIn
     if followers and info.loads_ids:
         mark_followers_deleted(pipeline, followers)
     return info
+
+
+APPEND_WHEN_NEW = ("deliveries",)
+"""Builders whose tables are appended, not merged, while the destination does not have them yet."""
+
+
+def append_new_tables(pipeline: dlt.Pipeline, source: DltSource) -> list[str]:
+    """Load big flat tables the DuckDB destination does not have yet with `append` instead of `merge`.
+
+    A merge into a table that does not exist has nothing to merge with, yet costs a staging copy and a
+    delete + deduplicating insert: at 400k deliveries about 3/4 of the load time. Appending is equivalent
+    once rows with a repeated key are removed (:func:`remove_duplicate_keys`). Only DuckDB, and only when
+    the destination answers that the table is absent; later runs merge as declared.
+    """
+    if pipeline.destination is None or pipeline.destination.destination_name != "duckdb":
+        return []
+    candidates = [
+        name
+        for name in source.selected_resources
+        if (spec := CATALOGUE.get(name)) is not None and spec.builder in APPEND_WHEN_NEW
+    ]
+    if not candidates:
+        return []
+    try:
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", client.dataset_name
+            )
+        existing = {row[0] for row in rows or []}
+    except Exception:  # noqa: BLE001 - no dataset yet: every table is new
+        existing = set()
+    new = [name for name in candidates if name not in existing]
+    for name in new:
+        source.resources[name].apply_hints(write_disposition="append")
+    return new
+
+
+def remove_duplicate_keys(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str, int]:
+    """Keep one row per primary key (the last inserted) in tables that were appended (DuckDB `rowid`)."""
+    removed: dict[str, int] = {}
+    with pipeline.sql_client() as client:
+        for table in tables:
+            key = ", ".join(client.escape_column_name(k) for k in CATALOGUE[table].primary_key)
+            qualified = client.make_qualified_table_name(table)
+            duplicates = (
+                f"SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY rowid DESC) AS n "
+                f"FROM {qualified}) WHERE n > 1"
+            )
+            count = int(client.execute_sql(f"SELECT COUNT(*) FROM ({duplicates})")[0][0])
+            if count:
+                client.execute_sql(f"DELETE FROM {qualified} WHERE rowid IN ({duplicates})")
+            removed[table] = count
+    return removed
 
 
 def mark_followers_deleted(pipeline: dlt.Pipeline, followers: dict[str, str]) -> None:
@@ -120,6 +174,17 @@ def finish_interrupted(pipeline: dlt.Pipeline) -> LoadInfo | None:
     if info is not None:
         info.raise_on_failed_jobs()
         remove_repeated_rows(pipeline)
+        if pipeline.destination is not None and pipeline.destination.destination_name == "duckdb":
+            # a first load appends (append_new_tables): a resumed append job may have copied its rows twice
+            appended = [
+                name
+                for name, table in pipeline.default_schema.tables.items()
+                if table.get("write_disposition") == "append"
+                and (spec := CATALOGUE.get(name)) is not None
+                and spec.builder in APPEND_WHEN_NEW
+            ]
+            if appended:
+                remove_duplicate_keys(pipeline, appended)
     return info
 
 

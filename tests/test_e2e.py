@@ -76,3 +76,33 @@ def test_bulk_exports_mode_loads_the_same_keys(loader, tiny_server):
     assert loader.keys("messages") == norm_keys(ws.expected_keys("messages"))
     assert loader.keys("customer_attributes") == norm_keys(ws.expected_keys("customer_attributes"))
     assert loader.duplicates("messages") == 0
+
+
+def test_first_load_appends_then_merges_without_duplicates(loader, tiny_server):
+    """A new deliveries table is appended (fast) and de-duplicated; later runs merge as declared."""
+    from customerio_source.runner import append_new_tables
+
+    ws = tiny_server.workspace
+    loader.run(["messages"])
+    schema = loader.pipeline().default_schema
+    assert schema.tables["messages"]["write_disposition"] == "append"
+    assert loader.keys("messages") == norm_keys(ws.expected_keys("messages")) and loader.duplicates("messages") == 0
+    loader.run(["messages"])
+    assert loader.pipeline().default_schema.tables["messages"]["write_disposition"] == "merge"
+    assert loader.duplicates("messages") == 0 and loader.count("messages") == len(ws.expected_keys("messages"))
+    assert append_new_tables(loader.pipeline(), loader.source) == []  # the table exists now
+
+
+def test_remove_duplicate_keys_keeps_one_row_per_key(loader, tiny_server):
+    from customerio_source.runner import remove_duplicate_keys
+
+    loader.run(["messages"])
+    pipeline = loader.pipeline()
+    with pipeline.sql_client() as client:
+        client.execute_sql(
+            f"INSERT INTO {client.make_qualified_table_name('messages')} "
+            f"SELECT * FROM {client.make_qualified_table_name('messages')} LIMIT 7"
+        )
+    assert loader.duplicates("messages") == 7
+    assert remove_duplicate_keys(pipeline, ["messages"]) == {"messages": 7}
+    assert loader.duplicates("messages") == 0
