@@ -86,6 +86,47 @@ def _inferred(values: list[Any]) -> pa.Array:
 KINDS = {"int": _ints, "text": _texts, "timestamp": _timestamps, "bool": _bools}
 
 
+ARROW_TYPES = {"int": pa.int64(), "text": pa.string(), "timestamp": pa.int64(), "bool": pa.bool_()}
+
+
+def _fast_page(
+    rows: list[dict[str, Any]],
+    schema: Mapping[str, str],
+    flatten: Mapping[str, tuple[str, tuple[str, ...]]],
+) -> dict[str, pa.Array] | None:
+    """Columns converted by pyarrow in C (a struct array of the whole page), or None when the page holds a
+    field or nested key the schema does not know, or a value of another type (the careful path handles it)."""
+    if not set().union(*rows) <= schema.keys() | flatten.keys():
+        return None
+    for name, (_, keys) in flatten.items():
+        nested = [row[name] for row in rows if row.get(name)]
+        if nested and not set().union(*nested) <= set(keys):
+            return None
+    fields = [pa.field(name, ARROW_TYPES[kind]) for name, kind in schema.items()]
+    for name, (kind, keys) in flatten.items():
+        fields.append(pa.field(name, pa.struct([pa.field(key, ARROW_TYPES[kind]) for key in keys])))
+    try:
+        struct = pa.array(rows, type=pa.struct(fields))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return None
+    columns: dict[str, pa.Array] = {}
+    children = struct.flatten()  # flatten(), unlike field(), carries a null parent into its children
+    for index, (name, kind) in enumerate(schema.items()):
+        columns[name] = _finish(children[index], kind)
+    for offset, (name, (kind, keys)) in enumerate(flatten.items()):
+        nested = children[len(schema) + offset].flatten()
+        for index, key in enumerate(keys):
+            columns[f"{name}__{key}"] = _finish(nested[index], kind)
+    return columns
+
+
+def _finish(array: pa.Array, kind: str) -> pa.Array:
+    if kind != "timestamp":
+        return array
+    seconds = pc.if_else(pc.greater(array, 0), array, pa.scalar(None, pa.int64()))  # 0 means "never"
+    return pc.multiply(seconds, 1_000_000).cast(TIMESTAMP)
+
+
 def page_to_arrow(
     rows: list[dict[str, Any]],
     schema: Mapping[str, str],
@@ -99,6 +140,10 @@ def page_to_arrow(
     dict fields to spread into `<field>__<key>` columns: (kind of the values, keys always present).
     Fields nobody declared are appended, inferred. ``required`` columns (the primary key) are not null.
     """
+    fast = _fast_page(rows, schema, flatten)
+    if fast is not None:
+        fields = [pa.field(name, array.type, nullable=name not in required) for name, array in fast.items()]
+        return pa.Table.from_arrays(list(fast.values()), schema=pa.schema(fields))
     columns: dict[str, pa.Array] = {}
     for name, kind in schema.items():
         columns[name] = KINDS[kind]([row.get(name) for row in rows])

@@ -203,3 +203,30 @@ def test_interleave_runs_spawned_jobs_and_propagates_errors():
 
     with pytest.raises(ValueError, match="boom"):
         list(interleave([broken, job(5)], workers=2))
+
+
+def test_page_to_arrow_fast_and_careful_paths_agree():
+    from customerio_source.arrow_pages import page_to_arrow
+    from customerio_source.deliveries import DELIVERY_NESTED, DELIVERY_SCHEMA
+
+    rows = [
+        {
+            "id": "a",
+            "created": 1_700_000_000,
+            "campaign_id": 7,
+            "metrics": {"sent": 1_700_000_005},
+            "customer_identifiers": {"id": "1", "email": None, "cio_id": "c1"},
+            "forgotten": False,
+        },
+        {"id": "b", "created": 1_700_000_001, "campaign_id": None, "metrics": {"opened": 0}, "type": "email"},
+    ]
+    fast = page_to_arrow(rows, DELIVERY_SCHEMA, DELIVERY_NESTED, required=("id",))
+    odd = [dict(rows[0], campaign_id="7"), rows[1]]  # a digit-string id: the careful path
+    careful = page_to_arrow(odd, DELIVERY_SCHEMA, DELIVERY_NESTED, required=("id",))
+    assert fast.schema == careful.schema
+    assert fast.to_pylist() == careful.to_pylist()
+    assert fast.column("metrics__sent")[0].as_py() == datetime(2023, 11, 14, 22, 13, 25, tzinfo=UTC)
+    assert fast.column("metrics__opened")[1].as_py() is None  # 0 is "never"
+    assert not fast.schema.field("id").nullable
+    extra = page_to_arrow([dict(rows[0], surprise=1)], DELIVERY_SCHEMA, DELIVERY_NESTED)
+    assert extra.column("surprise").to_pylist() == [1]

@@ -1,0 +1,1 @@
+"""Benchmarks for customerio-source (issue 4): see benchmarks/run.py."""

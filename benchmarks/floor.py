@@ -1,0 +1,240 @@
+"""Request floors: the fewest requests the App API allows for a workspace's data.
+
+Everything here is computed from the simulated workspace (its row counts, per-parent child counts and
+timestamps) and the catalogue's page sizes, never from what the client did, so the benchmark can say how
+far the connector is from the best any client could do.
+
+Full floor (a first sync), per table:
+
+* a list: ``ceil(rows / max page size)`` (at least 1; an unpaginated list is 1 request);
+* a per-parent endpoint: one request per parent, more when a parent's children overflow a page;
+* metrics: one request per parent and period;
+* people: ``ceil(people / 1000)`` (search) and ``ceil(people / 100)`` (attributes);
+* deliveries: ``ceil(deliveries / 1000)``, and at least one request per six-month window of history;
+* activities: ``ceil(visible activities / 100)``.
+
+Incremental floor (after one change step): tables read in full every run (lists, children, metrics,
+objects, suppressions, the people search that finds deletes) cost their full floor on the changed
+workspace; deliveries cost ``ceil(deliveries created since watermark - lookback / 1000)`` for the one
+window; activities ``ceil(activities newer than the watermark / 100)``; attributes only for people who are
+new or changed (``attribute_change`` activities since the watermark), 100 per request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import customerio_source.metrics  # noqa: F401  (registers the metrics tables in the catalogue)
+from customerio_source.activities import ACTIVITIES_PAGE_SIZE
+from customerio_source.catalogue import CATALOGUE
+from customerio_source.people import ATTRIBUTES_BATCH, PEOPLE_PAGE_SIZE
+from customerio_source.simulator import Workspace
+from customerio_source.simulator._util import six_months_before
+from customerio_source.small import SUPPRESSIONS_PAGE_SIZE
+
+DAY = 86_400
+DELIVERIES_PAGE_SIZE = CATALOGUE["messages"].page_size or 1000
+# GET /v1/campaigns/{id}/actions has no `limit` in the spec; the simulator (like the real API) pages by 10.
+CAMPAIGN_ACTIONS_PAGE_SIZE = 10
+ATTRIBUTE_CHANGE_KIND = 6  # index of ("attribute_change", False) in the simulator's activity kinds
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The fewest requests for one table, with the row count it was derived from and the rule used."""
+
+    table: str
+    rows: int | None
+    requests: int
+    rule: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Watermarks:
+    """What a completed sync has seen: the incremental cursors a perfect client would resume from."""
+
+    messages: int
+    """Newest `created` of any (non-draft) delivery."""
+    activities: int
+    """Newest `timestamp` of any activity the API returns (live people, last 30 days)."""
+    people: int
+    """Number of person indices that existed (people created later are new)."""
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def pages(rows: int, page_size: int, minimum: int = 1) -> int:
+    """Requests to read ``rows`` at ``page_size`` per request (an empty list still costs ``minimum``)."""
+    return max(minimum, math.ceil(rows / page_size))
+
+
+def history_windows(oldest: int, now: int) -> int:
+    """Six-month windows needed to cover [oldest, now] (the API truncates a longer range)."""
+    count, lower = 1, six_months_before(now)
+    while lower > oldest:
+        count += 1
+        lower = six_months_before(lower)
+    return count
+
+
+def capture_watermarks(ws: Workspace) -> Watermarks:
+    """The cursors a sync of the current workspace ends with (call it before ``ws.advance()``)."""
+    with ws.lock:
+        newest_delivery = 0
+        for i in range(len(ws.d_created) - 1, -1, -1):
+            if not ws.is_draft(i):
+                newest_delivery = ws.d_created[i]
+                break
+        newest_activity = 0
+        for j in range(len(ws.a_ts) - 1, -1, -1):
+            if ws.activity_visible(j, False):
+                newest_activity = ws.a_ts[j]
+                break
+        return Watermarks(messages=newest_delivery, activities=newest_activity, people=ws.n_people)
+
+
+# -- per-table rules ----------------------------------------------------------------------------------
+def _children_per_parent(ws: Workspace, table: str) -> list[int] | None:
+    """Children count of each parent for the paginated per-parent endpoints (None: one page per parent)."""
+    cat = ws.cat
+    if table == "campaign_actions":
+        return [len(c["actions"]) for c in cat.campaigns.values()]
+    if table == "segment_memberships":
+        return [len(ws.segment_members(s)) for s in ws.live_segments()]
+    return None
+
+
+def _per_parent_page_size(table: str) -> int | None:
+    if table == "campaign_actions":
+        return CAMPAIGN_ACTIONS_PAGE_SIZE
+    return CATALOGUE[table].page_size
+
+
+def table_floor(ws: Workspace, table: str, periods: tuple[str, ...] = ("days",)) -> Floor | None:
+    """The full-sync floor of one table (None for tables the benchmark has no rule for)."""
+    spec = CATALOGUE.get(table)
+    if spec is None:
+        return None
+    if spec.builder == "metrics":
+        parents = ws.expected_count(spec.parent or "")
+        return Floor(table, None, parents * len(periods), f"{parents} {spec.parent} x {len(periods)} period(s)")
+    if table == "customers":
+        people = ws.expected_count("customers")
+        return Floor(table, people, pages(people, PEOPLE_PAGE_SIZE), f"ceil(people/{PEOPLE_PAGE_SIZE})")
+    if table == "customer_attributes":
+        people = ws.expected_count("customer_attributes")
+        return Floor(table, people, pages(people, ATTRIBUTES_BATCH), f"ceil(people/{ATTRIBUTES_BATCH})")
+    if table == "messages":
+        rows = ws.expected_count("messages")
+        oldest = next((ws.d_created[i] for i in range(len(ws.d_created)) if not ws.is_draft(i)), ws.now)
+        windows = history_windows(oldest, ws.now)
+        requests = max(windows, pages(rows, DELIVERIES_PAGE_SIZE))
+        return Floor(table, rows, requests, f"max(ceil(rows/{DELIVERIES_PAGE_SIZE}), {windows} six-month windows)")
+    if table == "activities":
+        rows = ws.expected_count("activities")
+        return Floor(table, rows, pages(rows, ACTIVITIES_PAGE_SIZE), f"ceil(rows/{ACTIVITIES_PAGE_SIZE})")
+    if table == "esp_suppressions":
+        counts = [len(rows) for rows in ws.cat.suppressions.values()]
+        requests = sum(pages(n, SUPPRESSIONS_PAGE_SIZE) for n in counts)
+        return Floor(table, sum(counts), requests, f"ceil(rows/{SUPPRESSIONS_PAGE_SIZE}) per type")
+    if table == "objects":
+        per_type = ws.sc.objects
+        types = len(ws.cat.object_types)
+        page = spec.page_size or 1000
+        return Floor(table, per_type * types, types * pages(per_type, page), f"ceil(objects/{page}) per type")
+    if spec.builder is not None and table != "info_ip_addresses":
+        return None  # opt-in per-person/per-object/per-parent delivery tables: no rule
+    rows = ws.expected_count(table)
+    if spec.per_parent:
+        parent = spec.parent or ""
+        counts = _children_per_parent(ws, table)
+        page_size = _per_parent_page_size(table)
+        if counts is not None and page_size:
+            return Floor(table, rows, sum(pages(n, page_size) for n in counts),
+                         f"ceil(children/{page_size}) per {parent}")
+        parents = ws.expected_count(parent)
+        return Floor(table, rows, parents, f"1 per {parent}")
+    if spec.paginated and spec.page_size:
+        return Floor(table, rows, pages(rows, spec.page_size), f"ceil(rows/{spec.page_size})")
+    return Floor(table, rows, 1, "1 (unpaginated)")
+
+
+def full_floors(
+    ws: Workspace, tables: Iterable[str], periods: Mapping[str, tuple[str, ...]] | None = None
+) -> dict[str, Floor]:
+    """Full-sync floor of each table that has a rule (metrics: ``periods[table]``, default days)."""
+    with ws.lock:
+        out = {}
+        for table in tables:
+            floor = table_floor(ws, table, _periods(periods, table))
+            if floor is not None:
+                out[table] = floor
+        return out
+
+
+def incremental_floors(
+    ws: Workspace,
+    watermarks: Watermarks,
+    tables: Iterable[str],
+    periods: Mapping[str, tuple[str, ...]] | None = None,
+    lookback_days: float = 3.0,
+) -> dict[str, Floor]:
+    """Floor of an incremental sync of the (changed) workspace, resuming from ``watermarks``."""
+    with ws.lock:
+        out: dict[str, Floor] = {}
+        for table in tables:
+            if table == "messages":
+                since = watermarks.messages - int(lookback_days * DAY)
+                lo = ws.index_range(since, ws.now)[0]
+                rows = sum(1 for i in range(lo, len(ws.d_created)) if not ws.is_draft(i))
+                out[table] = Floor(table, rows, pages(rows, DELIVERIES_PAGE_SIZE),
+                                   f"ceil(created >= watermark - {lookback_days:g}d / {DELIVERIES_PAGE_SIZE})")
+            elif table == "activities":
+                rows = _new_activities(ws, watermarks.activities)
+                out[table] = Floor(table, rows, pages(rows, ACTIVITIES_PAGE_SIZE),
+                                   f"ceil(newer than watermark / {ACTIVITIES_PAGE_SIZE})")
+            elif table == "customer_attributes":
+                changed = changed_people(ws, watermarks)
+                out[table] = Floor(table, len(changed), pages(len(changed), ATTRIBUTES_BATCH, minimum=0),
+                                   f"ceil(new or changed people / {ATTRIBUTES_BATCH})")
+            else:
+                floor = table_floor(ws, table, _periods(periods, table))
+                if floor is not None:
+                    out[table] = floor
+        return out
+
+
+def _periods(periods: Mapping[str, tuple[str, ...]] | None, table: str) -> tuple[str, ...]:
+    return (periods or {}).get(table) or ("days",)
+
+
+def _new_activities(ws: Workspace, watermark: int) -> int:
+    count = 0
+    for j in range(len(ws.a_ts) - 1, -1, -1):
+        if ws.a_ts[j] <= watermark:
+            break
+        if ws.activity_visible(j, False):
+            count += 1
+    return count
+
+
+def changed_people(ws: Workspace, watermarks: Watermarks) -> set[int]:
+    """Live people created after the watermark or with an `attribute_change` activity newer than it."""
+    changed = {i for i in range(watermarks.people, ws.n_people) if ws.alive(i)}
+    for j in range(len(ws.a_ts) - 1, -1, -1):
+        if ws.a_ts[j] <= watermarks.activities:
+            break
+        if ws.a_kind[j] == ATTRIBUTE_CHANGE_KIND and ws.alive(ws.a_person[j]):
+            changed.add(ws.a_person[j])
+    return changed
+
+
+def total(floors: dict[str, Floor]) -> int:
+    return sum(f.requests for f in floors.values())

@@ -1,0 +1,144 @@
+"""The simulated workspace in its own process, with an admin port for the benchmark.
+
+``python -m benchmarks.simserver --scale small [--rate-limit 10] [--api-key K] [--tables all]`` serves the
+App API on one loopback port and a tiny admin API on another, then prints one JSON line
+``{"api": ..., "admin": ..., "build_seconds": ...}`` and serves until stdin closes or it is terminated.
+
+Admin endpoints (JSON):
+
+* ``GET /_admin/floor`` — the full-sync request floor of the selected tables, from the workspace's data;
+* ``POST /_admin/advance`` — capture the watermarks a sync of the current state ends with, apply one change
+  step (``ws.advance()``), and return the incremental floor from those watermarks plus the full floor now;
+* ``GET /_admin/stats`` — the API server's request statistics (requests, 429s, busiest 1-s window, ...);
+* ``POST /_admin/reset`` — reset those statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+from benchmarks.floor import Floor, capture_watermarks, full_floors, incremental_floors
+from customerio_source.simulator import SimulatorServer, Workspace
+from customerio_source.source import select_tables
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) this simulator process has used so far."""
+    times = os.times()
+    return round(times.user + times.system, 3)
+
+
+def floors_json(floors: dict[str, Floor]) -> dict[str, Any]:
+    return {name: floor.as_dict() for name, floor in floors.items()}
+
+
+class Admin:
+    """State behind the admin endpoints."""
+
+    def __init__(self, ws: Workspace, server: SimulatorServer, tables: dict[str, tuple[str, ...]],
+                 lookback_days: float) -> None:
+        self.ws = ws
+        self.server = server
+        self.tables = list(tables)
+        self.periods = tables
+        self.lookback_days = lookback_days
+
+    def floor(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        floors = full_floors(self.ws, self.tables, self.periods)
+        return {"floors": floors_json(floors), "now": self.ws.now, "step": self.ws.step,
+                "seconds": round(time.perf_counter() - started, 3)}
+
+    def advance(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        watermarks = capture_watermarks(self.ws)
+        self.ws.advance()
+        incremental = incremental_floors(self.ws, watermarks, self.tables, self.periods, self.lookback_days)
+        return {"watermarks": watermarks.as_dict(), "incremental": floors_json(incremental),
+                "full": floors_json(full_floors(self.ws, self.tables, self.periods)),
+                "now": self.ws.now, "step": self.ws.step, "seconds": round(time.perf_counter() - started, 3)}
+
+    def stats(self) -> dict[str, Any]:
+        stats = self.server.stats
+        timestamps = list(stats.timestamps)
+        span = timestamps[-1] - timestamps[0] if len(timestamps) > 1 else 0.0
+        return {"requests": stats.requests, "rate_limited": stats.rate_limited,
+                "status_counts": {str(k): v for k, v in stats.status_counts.items()},
+                "by_operation": dict(stats.by_operation), "max_in_window_1s": stats.max_in_window(1.0),
+                "arrival_span_seconds": round(span, 3), "cpu_seconds": cpu_seconds()}
+
+    def reset(self) -> dict[str, Any]:
+        self.server.stats.reset()
+        return {"cpu_seconds": cpu_seconds()}
+
+
+def admin_handler(admin: Admin) -> type[BaseHTTPRequestHandler]:
+    routes = {("GET", "/_admin/floor"): admin.floor, ("POST", "/_admin/advance"): admin.advance,
+              ("GET", "/_admin/stats"): admin.stats, ("POST", "/_admin/reset"): admin.reset}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            pass
+
+        def _answer(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            action = routes.get((method, self.path.split("?", 1)[0]))
+            status, body = (200, orjson.dumps(action())) if action else (404, b'{"error":"not found"}')
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._answer("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer("POST")
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.simserver", description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", choices=["tiny", "small", "large"], default="small")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rate-limit", type=float, default=0.0, help="requests per rolling second (0: off)")
+    ap.add_argument("--api-key", default="bench-key")
+    ap.add_argument("--tables", default="all")
+    ap.add_argument("--lookback-days", type=float, default=3.0)
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    ws = Workspace(scale=args.scale, seed=args.seed)
+    server = SimulatorServer(ws, api_key=args.api_key, rate_limit=args.rate_limit or None).start()
+    selected = select_tables(args.tables, ("days",))
+    admin = Admin(ws, server, selected, args.lookback_days)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), admin_handler(admin))
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, name="bench-admin", daemon=True).start()
+    ready = {"api": server.base_url, "admin": f"http://127.0.0.1:{httpd.server_address[1]}",
+             "build_seconds": round(time.perf_counter() - started, 2)}
+    print(orjson.dumps(ready).decode(), flush=True)
+    try:
+        sys.stdin.read()  # the benchmark closes our stdin to stop us
+    except KeyboardInterrupt:
+        pass
+    httpd.shutdown()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
