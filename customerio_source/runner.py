@@ -9,7 +9,9 @@ the same way, so every entry point behaves alike.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -230,16 +232,21 @@ def remove_repeated_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
 
 FAST_FORMATS = ("parquet",)
 DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 """DuckDB takes 80% of RAM by default and a large merge uses it; capped, it spills to disk instead."""
 
 
 def bound_duckdb_memory(pipeline: dlt.Pipeline) -> None:
-    """Cap DuckDB's memory for the load unless the user configured `global_config` themselves."""
+    """Cap DuckDB's memory for the load unless the user configured `global_config` themselves.
+
+    Set through the environment provider: dlt refuses a credentials key written into its config provider
+    (`dlt.config[...] = ...`) on the next pipeline of the same process (Airflow/Dagster workers run many).
+    """
     if pipeline.destination is None or pipeline.destination.destination_name != "duckdb":
         return
-    key = "destination.duckdb.credentials.global_config"
-    if dlt.config.get(key) is None:
-        dlt.config[key] = {"memory_limit": DUCKDB_MEMORY_LIMIT}
+    if os.environ.get(DUCKDB_GLOBAL_CONFIG_ENV) or dlt.config.get("destination.duckdb.credentials.global_config"):
+        return
+    os.environ[DUCKDB_GLOBAL_CONFIG_ENV] = json.dumps({"memory_limit": DUCKDB_MEMORY_LIMIT})
 
 
 def preferred_file_format(pipeline: dlt.Pipeline) -> str | None:
