@@ -112,9 +112,9 @@ def test_5xx_and_the_rate_limit_lose_and_duplicate_nothing(server, tmp_path):
 
 
 def test_429_storm_waits_per_retry_after_and_completes(server, tmp_path):
-    """Every request is answered 429 (Retry-After: 1) for 3 s: the client waits it out, not hammering."""
+    """Every request is answered 429 (Retry-After: 1) for 5 s: the client waits it out, not hammering."""
     ws = server.workspace
-    storm = 3.0
+    storm = 5.0
     set_faults(server, storm_after=5, storm_seconds=storm)
     tables = ["campaigns", "campaign_actions", "segments", "segment_memberships", "messages", "customers",
               "customer_attributes"]

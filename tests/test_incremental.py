@@ -75,3 +75,24 @@ def test_interval_loads_exactly_that_window(changing_server: Any, tmp_path):
         k for k in ws.expected_keys("messages") if start <= ws.delivery(ws.find_delivery(k[0]))["created"] < end
     }
     assert loader.keys("messages") == norm_keys(expected)
+
+
+def test_interval_on_activities_and_lists(changing_server: Any, tmp_path):
+    """Activities have no time filter: the interval is applied while paging newest first; lists keep rows
+    whose `updated` falls inside it. Both equal an unbounded load filtered to the window."""
+    from datetime import datetime, timezone
+
+    ws = changing_server.workspace
+    start, end = ws.now - 20 * 86400, ws.now - 10 * 86400
+    iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat()  # noqa: E731
+    window = Loader(changing_server.base_url, tmp_path / "window")
+    window.run(["activities", "campaigns"], interval_start=iso(start), interval_end=iso(end))
+    everything = Loader(changing_server.base_url, tmp_path / "all")
+    everything.run(["activities", "campaigns"])
+    for table, column in (("activities", "timestamp"), ("campaigns", "updated")):
+        inside = everything.query(
+            f"SELECT id FROM {{ds}}.{table} WHERE {column} >= to_timestamp({start}) AND {column} < to_timestamp({end})"
+        )
+        loaded = window.keys(table, live_only=False) if table in window.tables() else set()
+        assert loaded == {(str(r[0]),) for r in inside}, table
+    assert window.count("activities") > 0
