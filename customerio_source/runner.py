@@ -231,7 +231,7 @@ def remove_repeated_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
 
 
 FAST_FORMATS = ("parquet",)
-DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_MEMORY_LIMIT = "128MB"
 DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 """DuckDB takes 80% of RAM by default and a large merge uses it; capped, it spills to disk instead."""
 
