@@ -81,9 +81,9 @@ from .deliveries import (
     windows,
 )
 from .errors import ApiError, ConfigError, NotFoundError
-from .people import MATCH_EVERYONE, parse_attribute_columns, typed_attribute
+from .people import MATCH_EVERYONE, attribute_table_columns, parse_attribute_columns, typed_attribute
 from .resources import merge_resource
-from .transform import deleted_marker_column, to_datetime
+from .transform import to_datetime
 
 logger = logging.getLogger("customerio_source")
 
@@ -415,13 +415,7 @@ def bulk_customer_attributes_resource(
         shaped = (row for row in (customer_row(record, promoted) for record in found) if row is not None)
         yield from pages_of(shaped, settings.page_rows)
 
-    columns: dict[str, dict[str, Any]] = {
-        "attributes": {"data_type": "json"},
-        "timestamps": {"data_type": "json"},
-        **deleted_marker_column(),
-    }
-    for name, type_ in promoted:
-        columns[f"attr_{name}"] = {"data_type": type_, "nullable": True}
+    columns = attribute_table_columns(promoted)
     return dlt.resource(
         customer_attributes,
         name="customer_attributes",

@@ -71,6 +71,18 @@ def parse_attribute_columns(specs: Sequence[str]) -> tuple[tuple[str, str], ...]
     return tuple(out)
 
 
+def attribute_table_columns(promoted: tuple[tuple[str, str], ...]) -> dict[str, dict[str, Any]]:
+    """Column hints of `customer_attributes` (either path): JSON attributes, promoted typed columns, deletes."""
+    columns: dict[str, dict[str, Any]] = {
+        "attributes": {"data_type": "json"},
+        "timestamps": {"data_type": "json"},
+        **deleted_marker_column(),
+    }
+    for name, type_ in promoted:
+        columns[f"attr_{name}"] = {"data_type": type_, "nullable": True}
+    return columns
+
+
 def typed_attribute(value: Any, type_: str) -> Any:
     """Coerce an attribute (the API sends every attribute as a string) to the promoted column's type."""
     if value is None or value == "":
@@ -133,13 +145,7 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
             if rows:
                 yield rows
 
-    columns: dict[str, dict[str, Any]] = {
-        "attributes": {"data_type": "json"},
-        "timestamps": {"data_type": "json"},
-        **deleted_marker_column(),
-    }
-    for name, type_ in promoted:
-        columns[f"attr_{name}"] = {"data_type": type_, "nullable": True}
+    columns = attribute_table_columns(promoted)
     return dlt.transformer(
         attributes,
         data_from=people,
