@@ -6,9 +6,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, TypeVar
 
 from .catalogue import CATALOGUE, TableSpec
@@ -125,33 +125,17 @@ class RunContext:
 
     # -- bounded concurrency that keeps memory flat ----------------------------------------------------
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[R]:
-        """Apply ``fn`` to items on a small thread pool, yielding results as they finish.
+        """Apply ``fn`` to items on the run's threads (:func:`interleave`), yielding results as they finish.
 
-        At most ``2 × workers`` items are in flight, so a long input never piles up in memory. All
-        requests still pass through the client's one shared rate limiter.
+        At most ``2 × workers`` results wait to be consumed, so memory stays bounded; all requests still pass
+        through the client's one shared rate limiter.
         """
-        workers = max(1, workers or self.concurrency)
-        if workers == 1:
-            for item in items:
-                yield fn(item)
-            return
-        iterator = iter(items)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cio") as pool:
-            pending: set[Future[R]] = set()
-            try:
-                for item in iterator:
-                    pending.add(pool.submit(fn, item))
-                    if len(pending) >= 2 * workers:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            yield future.result()
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
-            finally:
-                for future in pending:
-                    future.cancel()
+        jobs = [partial(_single, fn, item) for item in items]
+        yield from interleave(jobs, max(1, workers or self.concurrency))
+
+
+def _single(fn: Callable[[T], R], item: T) -> Iterator[R]:
+    yield fn(item)
 
 
 class Spawn:

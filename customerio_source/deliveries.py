@@ -30,7 +30,7 @@ from .catalogue import TableSpec
 from .context import EPOCH, RunContext, Spawn, interleave, records
 from .errors import NotFoundError
 from .resources import merge_resource
-from .transform import convert_nested_timestamps, convert_timestamps, to_datetime
+from .transform import to_datetime
 
 WINDOW = timedelta(days=180)  # the API truncates ranges over six months
 OPEN_END_MARGIN = timedelta(days=1)  # an open newest window spans [now + margin - 180 days, server's now]
@@ -125,12 +125,6 @@ DELIVERY_NESTED = {
 }
 # A window is split only when at least this many pages per piece remain after its first page.
 SPLIT_MIN_PAGES = 4
-
-
-def shape_delivery(row: dict[str, Any]) -> dict[str, Any]:
-    """Row-path shaping (per-person deliveries): metric and creation times as datetimes."""
-    convert_nested_timestamps(row, "metrics")
-    return convert_timestamps(row, ("created",))
 
 
 def read_windows(

@@ -83,7 +83,11 @@ def run_cli(args: list[str], tmp_path: Path, env: dict[str, str]) -> subprocess.
     )
     return subprocess.run(
         [sys.executable, "-m", "customerio_source.cli", "--progress-every", "0", *args],
-        cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -116,8 +120,15 @@ def test_429_storm_waits_per_retry_after_and_completes(server, tmp_path):
     ws = server.workspace
     storm = 5.0
     set_faults(server, storm_after=5, storm_seconds=storm)
-    tables = ["campaigns", "campaign_actions", "segments", "segment_memberships", "messages", "customers",
-              "customer_attributes"]
+    tables = [
+        "campaigns",
+        "campaign_actions",
+        "segments",
+        "segment_memberships",
+        "messages",
+        "customers",
+        "customer_attributes",
+    ]
     loader = Loader(server.base_url, tmp_path)
     started = time.monotonic()
     loader.run(tables, **FAST)
@@ -154,8 +165,9 @@ def test_timeouts_resets_and_cut_bodies_are_retried(server, tmp_path):
 )
 def test_each_fault_is_retried_then_reported_in_one_line(server, fault, reason):
     set_faults(server, **fault)
-    client = CustomerIOClient(API_KEY, base_url=server.base_url, rate_limit=0, max_attempts=3, timeout=0.2,
-                              backoff_base=0.01)
+    client = CustomerIOClient(
+        API_KEY, base_url=server.base_url, rate_limit=0, max_attempts=3, timeout=0.2, backoff_base=0.01
+    )
     with pytest.raises(RetriesExhausted) as failure:
         client.get("/v1/campaigns")
     message = str(failure.value)
@@ -166,15 +178,19 @@ def test_each_fault_is_retried_then_reported_in_one_line(server, fault, reason):
     assert client.get("/v1/campaigns")["campaigns"]  # the same client recovers once the fault is gone
 
 
+def committed(loader: Loader) -> tuple[Any, Any, dict[str, int]]:
+    """What a run commits: its loads, the rows of each table and the incremental state."""
+    counts = {t: loader.count(t) for t in INCREMENTAL_TABLES}
+    return loads_in_warehouse(loader), counts, incremental_state(loader)
+
+
 def test_exhausted_retries_fail_the_run_and_move_no_state(tmp_path):
     """A good run, the workspace changes, a run whose deliveries keep failing, then a good run again."""
     ws = Workspace(scale="tiny", seed=23)
     with SimulatorServer(ws, api_key=API_KEY) as srv:
         loader = Loader(srv.base_url, tmp_path)
         loader.run(INCREMENTAL_TABLES)
-        state_before = incremental_state(loader)
-        loads_before = loads_in_warehouse(loader)
-        counts_before = {t: loader.count(t) for t in INCREMENTAL_TABLES}
+        before = committed(loader)
         ws.advance()
         # deliveries time out or lose their connection, everything else answers
         set_faults(srv, operations={"GET /v1/messages"}, latency=1.0, latency_rate=0.5, reset_rate=0.5)
@@ -184,9 +200,7 @@ def test_exhausted_retries_fail_the_run_and_move_no_state(tmp_path):
         assert isinstance(cause, RetriesExhausted), repr(failure.value)
         assert str(cause).startswith("GET /v1/messages kept failing (") and "\n" not in str(cause)
         # nothing half-committed: no new load, no rows, the cursors did not move, no package left pending
-        assert loads_in_warehouse(loader) == loads_before
-        assert {t: loader.count(t) for t in INCREMENTAL_TABLES} == counts_before
-        assert incremental_state(loader) == state_before
+        assert committed(loader) == before  # no load, no rows, no incremental state moved
         assert not loader.pipeline().has_pending_data
         # the next good run loads everything the failed one missed
         set_faults(srv)
@@ -200,9 +214,13 @@ def test_exhausted_retries_fail_the_run_and_move_no_state(tmp_path):
 def test_exhausted_retries_print_one_line_in_the_cli(server, tmp_path):
     set_faults(server, reset_rate=1.0, operations={"GET /v1/campaigns"})
     result = run_cli(
-        ["--base-url", server.base_url, "--tables", "campaigns,segments"], tmp_path,
-        {"CUSTOMERIO_APP_API_KEY": API_KEY, "SOURCES__CUSTOMERIO__MAX_ATTEMPTS": "2",
-         "SOURCES__CUSTOMERIO__RATE_LIMIT": "0"},
+        ["--base-url", server.base_url, "--tables", "campaigns,segments"],
+        tmp_path,
+        {
+            "CUSTOMERIO_APP_API_KEY": API_KEY,
+            "SOURCES__CUSTOMERIO__MAX_ATTEMPTS": "2",
+            "SOURCES__CUSTOMERIO__RATE_LIMIT": "0",
+        },
     )
     assert result.returncode == 1, result.stderr
     line = one_error_line(result)
@@ -231,9 +249,7 @@ def test_401_mid_run_stops_and_commits_nothing(tmp_path):
     with SimulatorServer(ws, api_key=API_KEY) as srv:
         loader = Loader(srv.base_url, tmp_path)
         loader.run(INCREMENTAL_TABLES)
-        state_before = incremental_state(loader)
-        loads_before = loads_in_warehouse(loader)
-        counts_before = {t: loader.count(t) for t in INCREMENTAL_TABLES}
+        before = committed(loader)
         ws.advance()
         set_faults(srv, revoke_after=6)
         with pytest.raises(Exception) as failure:
@@ -243,9 +259,7 @@ def test_401_mid_run_stops_and_commits_nothing(tmp_path):
         assert "rejected the App API key (401)" in str(cause)
         # it stopped: a handful of requests after the revocation, not one per remaining table and parent
         assert srv.stats.status_counts.get(401, 0) <= 40, srv.stats.status_counts
-        assert loads_in_warehouse(loader) == loads_before
-        assert incremental_state(loader) == state_before
-        assert {t: loader.count(t) for t in INCREMENTAL_TABLES} == counts_before
+        assert committed(loader) == before  # no load, no rows, no incremental state moved
         assert not loader.pipeline().has_pending_data
         set_faults(srv)
         loader.run(INCREMENTAL_TABLES)
@@ -257,7 +271,8 @@ def test_401_mid_run_stops_and_commits_nothing(tmp_path):
 def test_wrong_region_401_suggests_the_other_region(server, tmp_path, region, other):
     """A key from the other region's workspace is rejected: exit 3, one line naming the other region."""
     result = run_cli(
-        ["--base-url", server.base_url, "--region", region, "--tables", "campaigns"], tmp_path,
+        ["--base-url", server.base_url, "--region", region, "--tables", "campaigns"],
+        tmp_path,
         {"CUSTOMERIO_APP_API_KEY": "key-of-another-region"},
     )
     assert result.returncode == 3, result.stderr

@@ -58,6 +58,13 @@ def test_catalogue_has_ingestr_tables_and_at_least_45():
         assert name not in default_tables()
 
 
+def test_irregular_builders_declare_only_catalogue_tables():
+    from customerio_source.objects import PER_OBJECT
+    from customerio_source.people import PER_PERSON
+
+    assert set(PER_PERSON) | set(PER_OBJECT) <= set(CATALOGUE)
+
+
 def test_primary_keys_match_the_issue():
     expected = {
         "customers": ("cio_id",),
