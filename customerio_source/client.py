@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -138,8 +138,13 @@ class CustomerIOClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         table: str = "-",
+        decode: Callable[[bytes], dict[str, Any]] = orjson.loads,
     ) -> dict[str, Any]:
-        """Send one request (with retries) and return the decoded JSON object."""
+        """Send one request (with retries) and return the decoded JSON object.
+
+        ``decode`` turns a non-empty 2xx body into the result; it raises ``orjson.JSONDecodeError`` for a
+        body that is not JSON (a cut body: retried). Big tables pass an Arrow decoder (see ``arrow_pages``).
+        """
         url = f"{self.base_url}{path}"
         endpoint = f"{method} {path}"
         params = {k: v for k, v in (params or {}).items() if v is not None}
@@ -163,7 +168,7 @@ class CustomerIOClient:
                 status = response.status_code
                 if status < 300:
                     try:
-                        return orjson.loads(response.content) if response.content else {}
+                        return decode(response.content) if response.content else {}
                     except orjson.JSONDecodeError:
                         last_problem = "a cut or invalid JSON body"
                         self.stats.retry("bad_json")
@@ -238,6 +243,7 @@ class CustomerIOClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         table: str = "-",
+        decode: Callable[[bytes], dict[str, Any]] = orjson.loads,
     ) -> Iterator[dict[str, Any]]:
         """Yield whole response objects, following ``next`` → ``start`` until it is empty or absent.
 
@@ -246,7 +252,7 @@ class CustomerIOClient:
         query = dict(params or {})
         seen: set[str] = set()
         while True:
-            payload = self.request(method, path, params=query, body=body, table=table)
+            payload = self.request(method, path, params=query, body=body, table=table, decode=decode)
             yield payload
             cursor = payload.get("next")
             if cursor in (None, "", 0) or cursor is False:

@@ -18,6 +18,7 @@ from typing import Any
 import dlt
 import dlt.common.libs.pyarrow  # noqa: F401 - imported here, once: dlt imports these lazily, and two
 import pyarrow as pa
+import pyarrow.compute as pc
 
 try:  # extract threads importing them at the same moment race ("partially initialized module")
     import dlt.common.libs.pandas  # noqa: F401
@@ -25,9 +26,9 @@ except ImportError:  # pragma: no cover - pandas is optional
     pass
 from dlt.extract.resource import DltResource
 
-from .arrow_pages import page_to_arrow
+from .arrow_pages import TIMESTAMP, PageDecoder
 from .catalogue import TableSpec
-from .context import EPOCH, RunContext, Spawn, interleave, records
+from .context import EPOCH, RunContext, Spawn, interleave
 from .errors import NotFoundError
 from .resources import merge_resource
 from .transform import to_datetime
@@ -138,24 +139,28 @@ def read_windows(
     ones use the whole request budget.
     """
     page_size = spec.page_size or 1000
+    decoder = PageDecoder(spec.envelope, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
 
     def job(lower: datetime, upper: datetime | None, may_split: bool, skip: frozenset[str] = frozenset()):
         def pages() -> Iterator[Any]:
             query = {"limit": page_size, **window_params(lower, upper)}
-            lo, hi = lower.timestamp(), upper.timestamp() if upper is not None else float("inf")
             first = True
-            for payload in ctx.client.pages("GET", path, query, table=spec.name):
-                raw = records(payload, spec.envelope)
-                page = [row for row in raw if lo <= (row.get("created") or 0) < hi and row.get("id") not in skip]
-                if page:
-                    yield page_to_arrow(page, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
-                if not raw:
+            for payload in ctx.client.pages("GET", path, query, table=spec.name, decode=decoder):
+                raw = payload.get(spec.envelope)
+                if raw is None:
+                    return
+                page = raw.filter(in_window(raw, lower, upper, skip))
+                if page.num_rows:
+                    yield page
+                if not raw.num_rows:
                     return
                 if first and may_split and payload.get("next"):
-                    pieces = plan_split(raw, lower, ctx.concurrency, page_size)
+                    created = raw.column("created")
+                    pieces = plan_split(raw.num_rows, pc.min(created).as_py(), pc.max(created).as_py(), lower,
+                                        ctx.concurrency, page_size)
                     if pieces:
-                        oldest = min(row.get("created") or 0 for row in raw)
-                        seen = frozenset(row["id"] for row in raw if row.get("created") == oldest)
+                        oldest = pc.equal(created, pc.min(created))
+                        seen = frozenset(raw.filter(oldest).column("id").to_pylist())
                         yield Spawn(
                             [job(a, b, False, seen if i == 0 else frozenset()) for i, (a, b) in enumerate(pieces)]
                         )
@@ -167,28 +172,40 @@ def read_windows(
     yield from interleave([job(lower, upper, True) for lower, upper in windows(start, end)], ctx.concurrency)
 
 
+def in_window(page: pa.Table, lower: datetime, upper: datetime | None, skip: frozenset[str]) -> pa.Array:
+    """The rows of a page with lower <= created < upper whose id is not in ``skip`` (already read)."""
+    created = page.column("created")
+    mask = pc.greater_equal(created, pa.scalar(lower, TIMESTAMP))
+    if upper is not None:
+        mask = pc.and_(mask, pc.less(created, pa.scalar(upper, TIMESTAMP)))
+    if skip:
+        mask = pc.and_(mask, pc.invert(pc.is_in(page.column("id"), value_set=pa.array(sorted(skip), pa.string()))))
+    return pc.fill_null(mask, False)
+
+
 def plan_split(
-    first_page: list[dict[str, Any]], lower: datetime, workers: int, page_size: int
+    count: int, newest: datetime | None, oldest: datetime | None, lower: datetime, workers: int, page_size: int
 ) -> list[tuple[datetime, datetime]]:
-    """Pieces for the rest of a window after its first (newest) page, or [] when splitting does not pay.
+    """Pieces for the rest of a window after its first (newest) page of ``count`` rows created between
+    ``oldest`` and ``newest``, or [] when splitting does not pay.
 
     The rest is [lower, oldest + 1 s): rows created in the oldest second of the page may continue on the
     next page. Its size is estimated from the page's density (rows per second of `created`).
     """
-    created = [row.get("created") or 0 for row in first_page]
-    newest, oldest = max(created), min(created)
-    remaining_seconds = oldest - lower.timestamp()
-    if workers < 2 or remaining_seconds <= 0:
+    if workers < 2 or newest is None or oldest is None:
         return []
-    density = len(first_page) / max(1.0, newest - oldest)
+    remaining_seconds = (oldest - lower).total_seconds()
+    if remaining_seconds <= 0:
+        return []
+    density = count / max(1.0, (newest - oldest).total_seconds())
     remaining_pages = density * remaining_seconds / page_size
-    count = min(workers, int(remaining_pages // SPLIT_MIN_PAGES))
-    if count < 2:
+    pieces = min(workers, int(remaining_pages // SPLIT_MIN_PAGES))
+    if pieces < 2:
         return []
-    upper = datetime.fromtimestamp(oldest + 1, timezone.utc)
-    step = (upper - lower) / count
-    edges = [lower + step * i for i in range(count)] + [upper]
-    return [(edges[i], edges[i + 1]) for i in range(count - 1, -1, -1)]  # newest first
+    upper = oldest.replace(microsecond=0) + timedelta(seconds=1)
+    step = (upper - lower) / pieces
+    edges = [lower + step * i for i in range(pieces)] + [upper]
+    return [(edges[i], edges[i + 1]) for i in range(pieces - 1, -1, -1)]  # newest first
 
 
 def created_cursor(ctx: RunContext) -> dlt.sources.incremental[datetime]:

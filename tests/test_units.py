@@ -178,16 +178,17 @@ def test_plan_split_only_when_it_pays():
 
     lower = datetime(2026, 1, 1, tzinfo=UTC)
     base = int(lower.timestamp())
+    newest = datetime.fromtimestamp(base + 100 * 86400, UTC)
     # 1000 rows over the newest 1000 s of a 100-day window: ~8600 pages remain -> split in 4
-    dense = [{"created": base + 100 * 86400 - i} for i in range(1000)]
-    pieces = plan_split(dense, lower, 4, 1000)
+    dense_oldest = newest - timedelta(seconds=999)
+    pieces = plan_split(1000, newest, dense_oldest, lower, 4, 1000)
     assert len(pieces) == 4 and pieces[-1][0] == lower
-    assert pieces[0][1] == datetime.fromtimestamp(base + 100 * 86400 - 999 + 1, UTC)
+    assert pieces[0][1] == dense_oldest + timedelta(seconds=1)
     assert all(a[0] == b[1] for a, b in zip(pieces, pieces[1:], strict=False))  # contiguous, newest first
     # 1000 rows spread over the whole window: about nothing remains -> keep one cursor
-    sparse = [{"created": base + 100 * 86400 - i * 8640} for i in range(1000)]
-    assert plan_split(sparse, lower, 4, 1000) == []
-    assert plan_split(dense, lower, 1, 1000) == []
+    assert plan_split(1000, newest, newest - timedelta(seconds=999 * 8640), lower, 4, 1000) == []
+    assert plan_split(1000, newest, dense_oldest, lower, 1, 1000) == []
+    assert plan_split(0, None, None, lower, 4, 1000) == []
 
 
 def test_interleave_runs_spawned_jobs_and_propagates_errors():
@@ -237,3 +238,52 @@ def test_page_to_arrow_fast_and_careful_paths_agree():
     assert not fast.schema.field("id").nullable
     extra = page_to_arrow([dict(rows[0], surprise=1)], DELIVERY_SCHEMA, DELIVERY_NESTED)
     assert extra.column("surprise").to_pylist() == [1]
+
+
+def test_page_decoder_reads_bodies_like_the_row_path_and_falls_back_on_surprises():
+    import orjson
+
+    from customerio_source.arrow_pages import PageDecoder, page_to_arrow
+    from customerio_source.deliveries import DELIVERY_NESTED, DELIVERY_SCHEMA
+
+    decode = PageDecoder("messages", DELIVERY_SCHEMA, DELIVERY_NESTED, required=("id",))
+    rows = [
+        {
+            "id": "a",
+            "created": 1_700_000_000,
+            "campaign_id": 7,
+            "metrics": {"sent": 1_700_000_005, "opened": 0},
+            "customer_identifiers": {"id": "1", "email": None, "cio_id": "c1"},
+            "forgotten": False,
+            "subject": "Caf\u00e9 \u2603",
+        },
+        {"id": "b", "created": 1_700_000_001, "campaign_id": None, "metrics": None, "type": "email"},
+    ]
+    expected = page_to_arrow(rows, DELIVERY_SCHEMA, DELIVERY_NESTED, required=("id",))
+    page = decode(orjson.dumps({"messages": rows, "next": "c2"}))
+    assert page["next"] == "c2"
+    assert page["messages"].schema == expected.schema
+    assert page["messages"].to_pylist() == expected.to_pylist()
+    assert page["messages"].column("metrics__opened")[0].as_py() is None  # 0 is "never"
+    # pretty-printed bodies parse too
+    assert decode(orjson.dumps({"messages": rows}, option=orjson.OPT_INDENT_2))["messages"].num_rows == 2
+
+    # surprises take the careful path and keep their data
+    surprising = [
+        dict(rows[0], campaign_id="7"),  # a digit-string id
+        dict(rows[1], surprise={"k": 1}),  # an unknown nested field
+        dict(rows[1], id="c", metrics={"sent": 1_700_000_009, "new_metric": 1_700_000_010}),
+    ]
+    page = decode(orjson.dumps({"messages": surprising, "next": None, "meta": {"x": 1}}))
+    table = page["messages"]
+    assert page["next"] is None and page["meta"] == {"x": 1}
+    assert table.column("campaign_id").to_pylist() == [7, None, None]
+    assert table.column("surprise__k").to_pylist() == [None, 1, None]
+    assert table.column("metrics__new_metric")[2].as_py() == datetime(2023, 11, 14, 22, 13, 30, tzinfo=UTC)
+
+    # no rows: an empty table with the known columns; nothing: an empty result
+    assert decode(b'{"messages": [], "next": ""}')["messages"].column_names == expected.column_names
+    assert decode(b'{"messages": null}')["messages"].num_rows == 0
+    assert decode(b"  ") == {}
+    with pytest.raises(orjson.JSONDecodeError):  # a cut body: the client retries it
+        decode(orjson.dumps({"messages": rows})[:-20])
