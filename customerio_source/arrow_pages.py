@@ -8,7 +8,7 @@ inferred column (text where types mix), nested values one level of `__` columns 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -256,6 +256,29 @@ class PageDecoder:
             return _table(_struct_columns(pa.array([], type=_row_type(self.schema, self.flatten)), self.schema,
                                           self.flatten), self.required)
         return page_to_arrow(rows, self.schema, self.flatten, self.required)
+
+
+def batched_tables(tables: Iterable[pa.Table], min_rows: int = 10_000) -> Iterator[pa.Table]:
+    """Consecutive tables of one schema joined into tables of at least ``min_rows`` (the last may be smaller).
+
+    dlt's extract costs about as much per item as per thousand Arrow rows (schema inference, incremental
+    filtering, a parquet write), so handing it 10 pages at a time instead of one keeps the main thread from
+    becoming the bottleneck. Joining does not copy the columns. A page of another schema (a surprise field)
+    closes the batch before it.
+    """
+    batch: list[pa.Table] = []
+    rows = 0
+    for table in tables:
+        if batch and table.schema != batch[0].schema:
+            yield pa.concat_tables(batch)
+            batch, rows = [], 0
+        batch.append(table)
+        rows += table.num_rows
+        if rows >= min_rows:
+            yield pa.concat_tables(batch)
+            batch, rows = [], 0
+    if batch:
+        yield pa.concat_tables(batch)
 
 
 def column_names(tables: Iterable[pa.Table]) -> set[str]:

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - pandas is optional
     pass
 from dlt.extract.resource import DltResource
 
-from .arrow_pages import TIMESTAMP, PageDecoder
+from .arrow_pages import TIMESTAMP, PageDecoder, batched_tables
 from .catalogue import TableSpec
 from .context import EPOCH, RunContext, Spawn, interleave
 from .errors import NotFoundError
@@ -169,7 +169,8 @@ def read_windows(
 
         return pages
 
-    yield from interleave([job(lower, upper, True) for lower, upper in windows(start, end)], ctx.concurrency)
+    jobs = [job(lower, upper, True) for lower, upper in windows(start, end)]
+    yield from batched_tables(interleave(jobs, ctx.concurrency))
 
 
 def in_window(page: pa.Table, lower: datetime, upper: datetime | None, skip: frozenset[str]) -> pa.Array:

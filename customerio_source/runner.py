@@ -123,7 +123,8 @@ def append_new_tables(pipeline: dlt.Pipeline, source: DltSource) -> list[str]:
 
 
 def remove_duplicate_keys(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str, int]:
-    """Keep one row per primary key (the last inserted) in tables that were appended (DuckDB `rowid`)."""
+    """Keep one row per primary key in tables that were appended: the one inserted last (DuckDB `rowid`; of
+    two copies in one file, either, see ``DUCKDB_SETTINGS``)."""
     removed: dict[str, int] = {}
     with pipeline.sql_client() as client:
         for table in tables:
@@ -231,9 +232,12 @@ def remove_repeated_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
 
 
 FAST_FORMATS = ("parquet",)
-DUCKDB_MEMORY_LIMIT = "128MB"
+DUCKDB_SETTINGS = {"memory_limit": "128MB", "preserve_insertion_order": False}
+"""DuckDB takes 80% of RAM by default and a large merge uses it; capped, it spills to disk instead. Without
+insertion order it loads parquet in parallel and with less memory (400k deliveries: 2.8 -> 1.4 s). Nothing
+here reads rows back in insertion order within one statement: of two rows with one key in the same file,
+either may stay (dlt's merge makes the same choice)."""
 DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-"""DuckDB takes 80% of RAM by default and a large merge uses it; capped, it spills to disk instead."""
 
 
 def bound_duckdb_memory(pipeline: dlt.Pipeline) -> None:
@@ -246,7 +250,7 @@ def bound_duckdb_memory(pipeline: dlt.Pipeline) -> None:
         return
     if os.environ.get(DUCKDB_GLOBAL_CONFIG_ENV) or dlt.config.get("destination.duckdb.credentials.global_config"):
         return
-    os.environ[DUCKDB_GLOBAL_CONFIG_ENV] = json.dumps({"memory_limit": DUCKDB_MEMORY_LIMIT})
+    os.environ[DUCKDB_GLOBAL_CONFIG_ENV] = json.dumps(DUCKDB_SETTINGS)
 
 
 def preferred_file_format(pipeline: dlt.Pipeline) -> str | None:

@@ -287,3 +287,22 @@ def test_page_decoder_reads_bodies_like_the_row_path_and_falls_back_on_surprises
     assert decode(b"  ") == {}
     with pytest.raises(orjson.JSONDecodeError):  # a cut body: the client retries it
         decode(orjson.dumps({"messages": rows})[:-20])
+
+
+def test_batched_tables_joins_pages_of_one_schema_and_keeps_order():
+    import pyarrow as pa
+
+    from customerio_source.arrow_pages import batched_tables
+
+    def page(start: int, rows: int, extra: bool = False) -> pa.Table:
+        columns = {"id": list(range(start, start + rows))}
+        if extra:
+            columns["surprise"] = ["x"] * rows
+        return pa.table(columns)
+
+    pages = [page(0, 4), page(4, 4), page(8, 4), page(12, 2, extra=True), page(14, 4), page(18, 1)]
+    batches = list(batched_tables(pages, min_rows=8))
+    assert [b.num_rows for b in batches] == [8, 4, 2, 5]  # full batch, closed by a new schema, twice, the rest
+    assert [i for b in batches for i in b.column("id").to_pylist()] == list(range(19))
+    assert batches[2].column_names == ["id", "surprise"]
+    assert list(batched_tables([], min_rows=8)) == []
