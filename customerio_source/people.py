@@ -31,8 +31,14 @@ MATCH_EVERYONE = {"not": {"attribute": {"field": NEVER_SET_ATTRIBUTE, "operator"
 ATTRIBUTE_TYPES = {"text", "bigint", "double", "bool", "timestamp"}
 
 
+class LastPeoplePage(list):
+    """The last page of the people search (possibly empty): tells transformers that batch across pages to
+    send what they still hold."""
+
+
 def people_pages(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:
-    """Every person's identifiers ({cio_id, id, email}), one search page at a time."""
+    """Every person's identifiers ({cio_id, id, email}), one search page at a time; the last page is a
+    :class:`LastPeoplePage`."""
     for payload in ctx.client.pages(
         "POST", "/v1/customers", {"limit": PEOPLE_PAGE_SIZE}, body={"filter": MATCH_EVERYONE}, table="customers"
     ):
@@ -40,7 +46,8 @@ def people_pages(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:
             {"cio_id": row.get("cio_id"), "id": row.get("id") or None, "email": row.get("email")}
             for row in records(payload, "identifiers")
         ]
-        if not page:
+        if not page or not payload.get("next"):
+            yield LastPeoplePage(page)
             return
         yield page
 
@@ -128,6 +135,7 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
         return row
 
     changes: list[PeopleChanges] = []  # created on the first page, inside dlt's resource context
+    held: list[str] = []  # selected people not yet sent (fewer than a batch)
 
     def attributes(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         if not changes:
@@ -139,8 +147,11 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
                     ctx.attributes_full_refresh_days,
                 )
             )
-        ids = changes[0].select([person["cio_id"] for person in page if person.get("cio_id")])
-        batches = [ids[i : i + ATTRIBUTES_BATCH] for i in range(0, len(ids), ATTRIBUTES_BATCH)]
+        held.extend(changes[0].select([person["cio_id"] for person in page if person.get("cio_id")]))
+        # few people change between runs: batches fill across search pages, the last page sends the rest
+        cut = len(held) if isinstance(page, LastPeoplePage) else len(held) - len(held) % ATTRIBUTES_BATCH
+        batches = [held[i : i + ATTRIBUTES_BATCH] for i in range(0, cut, ATTRIBUTES_BATCH)]
+        del held[:cut]
         for rows in ctx.map_unordered(fetch, batches):
             if rows:
                 yield rows

@@ -15,8 +15,11 @@ DEVICES = (
 )
 
 
-def test_changed_people_rule_equals_a_full_reread(tmp_path):
+def test_changed_people_rule_equals_a_full_reread(tmp_path, monkeypatch):
+    from customerio_source import people
     from customerio_source.simulator import SimulatorServer, Workspace
+
+    monkeypatch.setattr(people, "PEOPLE_PAGE_SIZE", 10)  # several search pages, each with few changed people
 
     ws = Workspace(scale="tiny", seed=13)
     with SimulatorServer(ws, api_key=API_KEY) as server:
@@ -26,8 +29,11 @@ def test_changed_people_rule_equals_a_full_reread(tmp_path):
         assert len(resources["customer_attributes"]["known"].split(",")) == ws.expected_count("customers")
         ws.advance()
         ws.advance()
+        server.stats.reset()
         incremental.run(["customer_attributes"])
         reread = incremental.pipeline().last_trace.last_normalize_info.row_counts.get("customer_attributes", 0)
+        attribute_requests = server.stats.by_operation.get("POST /v1/customers/attributes")
+        search_pages = server.stats.by_operation.get("POST /v1/customers")
         full = Loader(server.base_url, tmp_path / "full")
         full.run(["customer_attributes"], attributes_refresh="full")
 
@@ -41,6 +47,8 @@ def test_changed_people_rule_equals_a_full_reread(tmp_path):
     assert deleted == len(norm_keys(ws.deleted_keys("customer_attributes")))
     # and it was cheaper: only new and changed people were re-read
     assert 0 < reread < ws.expected_count("customers") / 2, reread
+    # batches of 100 fill across search pages: one request per 100 re-read people, not one per page
+    assert search_pages > 3 and attribute_requests == -(-reread // 100), (search_pages, attribute_requests, reread)
 
 
 def test_full_refresh_mode_and_first_run_read_everyone(tmp_path):
