@@ -31,14 +31,22 @@ MATCH_EVERYONE = {"not": {"attribute": {"field": NEVER_SET_ATTRIBUTE, "operator"
 ATTRIBUTE_TYPES = {"text", "bigint", "double", "bool", "timestamp"}
 
 
-class LastPeoplePage(list):
-    """The last page of the people search (possibly empty): tells transformers that batch across pages to
-    send what they still hold."""
+class SearchEnd:
+    """Who is last in the people search, set just before the last page is handed on, so transformers that
+    batch across pages know when to send what they still hold. (A marker on the row, not on the page: dlt's
+    map steps rebuild page lists.)"""
+
+    def __init__(self) -> None:
+        self.last_cio_id: str | None = None
+
+    def is_last(self, page: list[dict[str, Any]]) -> bool:
+        return bool(page) and self.last_cio_id is not None and page[-1].get("cio_id") == self.last_cio_id
 
 
-def people_pages(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:
-    """Every person's identifiers ({cio_id, id, email}), one search page at a time; the last page is a
-    :class:`LastPeoplePage`."""
+def people_pages(ctx: RunContext, end: SearchEnd | None = None) -> Iterator[list[dict[str, Any]]]:
+    """Every person's identifiers ({cio_id, id, email}), one search page at a time. Each page is held until
+    the next one shows whether it was the last, which ``end`` then records."""
+    held: list[dict[str, Any]] | None = None
     for payload in ctx.client.pages(
         "POST", "/v1/customers", {"limit": PEOPLE_PAGE_SIZE}, body={"filter": MATCH_EVERYONE}, table="customers"
     ):
@@ -46,17 +54,26 @@ def people_pages(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:
             {"cio_id": row.get("cio_id"), "id": row.get("id") or None, "email": row.get("email")}
             for row in records(payload, "identifiers")
         ]
-        if not page or not payload.get("next"):
-            yield LastPeoplePage(page)
-            return
-        yield page
+        if not page:
+            break
+        if held is not None:
+            yield held
+        held = page
+        if not payload.get("next"):
+            break
+    if held is not None:
+        if end is not None:
+            end.last_cio_id = held[-1].get("cio_id")
+        yield held
 
 
 def customers_resource(ctx: RunContext) -> DltResource:
-    def customers() -> Iterator[list[dict[str, Any]]]:
-        yield from people_pages(ctx)
+    end = SearchEnd()
 
-    return dlt.resource(
+    def customers() -> Iterator[list[dict[str, Any]]]:
+        yield from people_pages(ctx, end)
+
+    resource = dlt.resource(
         customers,
         name="customers",
         primary_key="cio_id",
@@ -64,6 +81,8 @@ def customers_resource(ctx: RunContext) -> DltResource:
         columns=deleted_marker_column(),
         parallelized=True,
     )
+    resource.search_end = end  # read by attributes_transformer
+    return resource
 
 
 def parse_attribute_columns(specs: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -136,6 +155,7 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
 
     changes: list[PeopleChanges] = []  # created on the first page, inside dlt's resource context
     held: list[str] = []  # selected people not yet sent (fewer than a batch)
+    end: SearchEnd = people.search_end
 
     def attributes(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         if not changes:
@@ -149,7 +169,7 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
             )
         held.extend(changes[0].select([person["cio_id"] for person in page if person.get("cio_id")]))
         # few people change between runs: batches fill across search pages, the last page sends the rest
-        cut = len(held) if isinstance(page, LastPeoplePage) else len(held) - len(held) % ATTRIBUTES_BATCH
+        cut = len(held) if end.is_last(page) else len(held) - len(held) % ATTRIBUTES_BATCH
         batches = [held[i : i + ATTRIBUTES_BATCH] for i in range(0, cut, ATTRIBUTES_BATCH)]
         del held[:cut]
         for rows in ctx.map_unordered(fetch, batches):
