@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from .context import records
+
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
@@ -246,9 +248,7 @@ class PageDecoder:
     def _careful(self, payload: Any) -> dict[str, Any]:
         if not isinstance(payload, dict):
             return {"next": None, self.envelope: self.table([])}
-        raw = payload.get(self.envelope)
-        rows = [raw] if isinstance(raw, dict) else [r if isinstance(r, dict) else {"value": r} for r in raw or []]
-        return {**payload, self.envelope: self.table(rows)}
+        return {**payload, self.envelope: self.table(records(payload, self.envelope))}
 
     def table(self, rows: list[dict[str, Any]]) -> pa.Table:
         """Rows as a table of this decoder's columns (an empty list gives an empty table of the known ones)."""

@@ -252,9 +252,8 @@ def bound_duckdb_memory(pipeline: dlt.Pipeline) -> None:
     """
     if pipeline.destination is None or pipeline.destination.destination_name != "duckdb":
         return
-    if os.environ.get(DUCKDB_GLOBAL_CONFIG_ENV) or dlt.config.get("destination.duckdb.credentials.global_config"):
-        return
-    os.environ[DUCKDB_GLOBAL_CONFIG_ENV] = json.dumps(DUCKDB_SETTINGS)
+    config_key = "destination.duckdb.credentials.global_config"
+    default_setting(DUCKDB_GLOBAL_CONFIG_ENV, config_key, json.dumps(DUCKDB_SETTINGS))
 
 
 def bound_writer_buffers() -> None:
@@ -264,9 +263,14 @@ def bound_writer_buffers() -> None:
     the buffers of the big tables and the large parquet row groups they become made peak memory grow with
     the workspace (measured at `large`: 534 -> 494 MB, and extract slightly faster).
     """
-    if os.environ.get(WRITER_BUFFER_ENV) or dlt.config.get("data_writer.buffer_max_items"):
+    default_setting(WRITER_BUFFER_ENV, "data_writer.buffer_max_items", str(WRITER_BUFFER_ROWS))
+
+
+def default_setting(env_name: str, config_key: str, value: str) -> None:
+    """Set a dlt setting through the environment provider unless the user configured it (env or config)."""
+    if os.environ.get(env_name) or dlt.config.get(config_key):
         return
-    os.environ[WRITER_BUFFER_ENV] = str(WRITER_BUFFER_ROWS)
+    os.environ[env_name] = value
 
 
 def preferred_file_format(pipeline: dlt.Pipeline) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -113,3 +115,18 @@ def norm_keys(keys: set[tuple]) -> set[tuple]:
 @pytest.fixture
 def loader(tiny_server: Any, tmp_path: Any) -> Loader:
     return Loader(tiny_server.base_url, tmp_path)
+
+
+def run_cli(args: list[str], tmp_path: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI in a child process with no Customer.io or dlt source/destination settings inherited."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMERIO_", "SOURCES__", "DESTINATION__"))}
+    full_env["DLT_DATA_DIR"] = str(tmp_path / "dlt")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "customerio_source.cli", "--progress-every", "0", *args],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

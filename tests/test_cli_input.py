@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from customerio_source.docs import BEGIN, END, catalogue_markdown
 
+from .conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMERIO_", "SOURCES__", "DESTINATION__"))}
-    full_env["DLT_DATA_DIR"] = str(tmp_path / "dlt")
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "customerio_source.cli", "--progress-every", "0", *args],
-        cwd=tmp_path,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def free_port() -> int:

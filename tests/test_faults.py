@@ -8,9 +8,7 @@ that has to give up leaves neither a loaded package nor moved incremental state 
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from customerio_source.simulator.faults import FaultState
 from customerio_source.simulator.server import RateLimiter as ServerLimiter
 
 from .conftest import API_KEY, Loader, norm_keys
+from .conftest import run_cli as cli_process
 
 FAST = {"max_attempts": 8, "max_retry_wait": 60.0}
 INCREMENTAL_TABLES = ["campaigns", "messages", "activities", "customers"]
@@ -74,20 +73,10 @@ def loads_in_warehouse(loader: Loader) -> list[tuple]:
 
 
 def run_cli(args: list[str], tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMERIO_", "SOURCES__", "DESTINATION__"))}
-    full_env.update(
-        DLT_DATA_DIR=str(tmp_path / "dlt"),
-        DESTINATION__DUCKDB__CREDENTIALS=str(tmp_path / "cli.duckdb"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-        **env,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "customerio_source.cli", "--progress-every", "0", *args],
-        cwd=tmp_path,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return cli_process(
+        args,
+        tmp_path,
+        {"DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "cli.duckdb"), "RUNTIME__DLTHUB_TELEMETRY": "false", **env},
     )
 
 
