@@ -156,8 +156,8 @@ def read_windows(
                     return
                 if first and may_split and payload.get("next"):
                     created = raw.column("created")
-                    pieces = plan_split(raw.num_rows, pc.min(created).as_py(), pc.max(created).as_py(), lower,
-                                        ctx.concurrency, page_size)
+                    newest, oldest = pc.max(created).as_py(), pc.min(created).as_py()
+                    pieces = plan_split(raw.num_rows, newest, oldest, lower, ctx.concurrency, page_size)
                     if pieces:
                         oldest = pc.equal(created, pc.min(created))
                         seen = frozenset(raw.filter(oldest).column("id").to_pylist())
