@@ -8,7 +8,7 @@ Admin endpoints (JSON):
 
 * ``GET /_admin/floor`` — the full-sync request floor of the selected tables, from the workspace's data;
 * ``POST /_admin/advance`` — capture the watermarks a sync of the current state ends with, apply one change
-  step (``ws.advance()``), and return the incremental floor from those watermarks plus the full floor now;
+  step (``ws.advance()``, then every delivery is serialized again, as at start), and return the incremental floor from those watermarks plus the full floor now;
 * ``GET /_admin/stats`` — the API server's request statistics (requests, 429s, busiest 1-s window, ...);
 * ``POST /_admin/reset`` — reset those statistics.
 """
@@ -61,6 +61,7 @@ class Admin:
         started = time.perf_counter()
         watermarks = capture_watermarks(self.ws)
         self.ws.advance()
+        self.ws.render_deliveries()
         incremental = incremental_floors(self.ws, watermarks, self.tables, self.periods, self.lookback_days)
         return {"watermarks": watermarks.as_dict(), "incremental": floors_json(incremental),
                 "full": floors_json(full_floors(self.ws, self.tables, self.periods)),
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     started = time.perf_counter()
     ws = Workspace(scale=args.scale, seed=args.seed)
+    ws.render_deliveries()  # serve stored rows, as the API does: page generation must not bound the pipeline
     server = SimulatorServer(ws, api_key=args.api_key, rate_limit=args.rate_limit or None).start()
     selected = select_tables(args.tables, ("days",))
     admin = Admin(ws, server, selected, args.lookback_days)

@@ -158,6 +158,7 @@ def apply_change_step(ws: Workspace) -> None:
         ch["changed_snippets"].append(name)
     ws._seg_cache.clear()
     ws._ident_cache.clear()
+    ws._delivery_json.clear()
     ws.last_changes = ch
 
 

@@ -352,7 +352,7 @@ def _message_list(ctx: Ctx, key: tuple[str, int] | None, extra: Callable[[int], 
                 continue
             if state and state != "drafted" and state not in m:
                 continue
-        out.append(ws.delivery(i, tracked))
+        out.append(ws.delivery(i, tracked) if tracked else ws.delivery_json(i))
     nxt = enc_cursor(arr[pos]) if pos >= floor and len(out) >= limit else ""
     return {"messages": out, "next": nxt}
 

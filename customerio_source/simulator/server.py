@@ -292,6 +292,9 @@ class SimulatorServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: with Nagle's algorithm the body waits for the client's
+    # delayed ACK of the headers (~40 ms per keep-alive response), which no real API server adds
+    disable_nagle_algorithm = True
     sim: SimulatorServer  # set on the bound subclass
     server_version = "cio-simulator/1.0"
     sys_version = ""

@@ -14,6 +14,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 
+import orjson
+
 from . import catalog as catmod
 from ._util import DAY, delivery_id, delivery_index, mix, salt, six_months_before, ulid
 from .catalog import KIND_BROADCAST, KIND_CAMPAIGN, KIND_NEWSLETTER, KIND_TRANSACTIONAL, Catalog, public
@@ -23,6 +25,7 @@ from .scales import SCALES
 HISTORY = 240 * DAY  # deliveries span ~8 months, so the 6-month window matters
 ACTIVITY_HISTORY = 40 * DAY  # activities are generated for 40 days ...
 ACTIVITY_WINDOW = 30 * DAY  # ... and the API returns only the last 30
+DELIVERY_CACHE_SIZE = 100_000  # serialized deliveries kept (~65 MB); render_deliveries() lifts it
 EVENT_NAMES = ["purchase", "login", "viewed_product", "added_to_cart", "signed_up", "invited_teammate"]
 PAGES = ["https://example.com/pricing", "https://example.com/docs", "https://example.com/blog/launch",
          "https://example.com/", "https://example.com/settings"]
@@ -79,6 +82,8 @@ class Workspace:
                 self.deleted_people[i] = 0
         self._attr_overlay: dict[int, dict[str, str]] = {}
         self._ident_cache: dict[int, dict] = {}
+        self._delivery_json: dict[int, orjson.Fragment] = {}
+        self.delivery_cache_size = DELIVERY_CACHE_SIZE
         self._ts_overlay: dict[int, dict[str, int]] = {}
         self._seg_added: dict[int, set[int]] = {}
         self.deleted_segments: dict[int, int] = {}
@@ -373,6 +378,24 @@ class Workspace:
             rec["tracked_responses"] = ({"Confirm": {"id": f"tr_{h % 100000}", "ts": metrics["clicked"]}}
                                         if "clicked" in metrics else {})
         return rec
+
+    def delivery_json(self, i: int) -> orjson.Fragment:
+        """:meth:`delivery` serialized once, for pages: a server reads stored rows, it does not compute
+        them per request. Cached until the next change step, at most ``delivery_cache_size`` records."""
+        hit = self._delivery_json.get(i)
+        if hit is None:
+            hit = orjson.Fragment(orjson.dumps(self.delivery(i)))
+            if len(self._delivery_json) >= self.delivery_cache_size:
+                self._delivery_json.clear()
+            self._delivery_json[i] = hit
+        return hit
+
+    def render_deliveries(self) -> int:
+        """Serialize every delivery ahead of the requests (the benchmark server does, after each step)."""
+        self.delivery_cache_size = max(self.delivery_cache_size, len(self.d_created))
+        for i in range(len(self.d_created)):
+            self.delivery_json(i)
+        return len(self.d_created)
 
     def _subject(self, kind: int, child: int | None, parent: int) -> str:
         cat = self.cat
