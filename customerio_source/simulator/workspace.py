@@ -384,7 +384,8 @@ class Workspace:
         them per request. Cached until the next change step, at most ``delivery_cache_size`` records."""
         hit = self._delivery_json.get(i)
         if hit is None:
-            hit = orjson.Fragment(orjson.dumps(self.delivery(i)))
+            # a copy: orjson's own bytes object keeps its whole output buffer (~4 KB for a ~700 B record)
+            hit = orjson.Fragment(bytes(memoryview(orjson.dumps(self.delivery(i)))))
             if len(self._delivery_json) >= self.delivery_cache_size:
                 self._delivery_json.clear()
             self._delivery_json[i] = hit
