@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from customerio_source.catalogue import default_tables
@@ -106,3 +108,36 @@ def test_remove_duplicate_keys_keeps_one_row_per_key(loader, tiny_server):
     assert loader.duplicates("messages") == 7
     assert remove_duplicate_keys(pipeline, ["messages"]) == {"messages": 7}
     assert loader.duplicates("messages") == 0
+
+
+def test_run_settings_hold_for_the_run_only(loader, tiny_server, monkeypatch):
+    """During a DuckDB run: the memory limit, one load worker, small writer buffers and one shared connection;
+    afterwards the environment and the destination's credentials are as before, and the file is closed."""
+    import duckdb
+
+    from customerio_source import runner
+
+    monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
+    monkeypatch.delenv(runner.WRITER_BUFFER_ENV, raising=False)
+    monkeypatch.setenv(runner.LOAD_WORKERS_ENV, "3")  # the user's own choice stays
+    during: dict = {}
+    append_new_tables = runner.append_new_tables
+
+    def spy(pipeline, source):
+        during["pipeline"] = pipeline
+        during["credentials"] = pipeline.destination.config_params["credentials"]
+        during["env"] = {name: os.environ.get(name) for name in
+                         (runner.WRITER_BUFFER_ENV, runner.LOAD_WORKERS_ENV)}
+        with pipeline.sql_client() as client:
+            during["memory_limit"] = client.execute_sql("SELECT current_setting('memory_limit')")[0][0]
+        return append_new_tables(pipeline, source)
+
+    monkeypatch.setattr(runner, "append_new_tables", spy)
+    loader.run(["campaigns", "messages"])
+    assert isinstance(during["credentials"], duckdb.DuckDBPyConnection)
+    assert during["env"] == {runner.WRITER_BUFFER_ENV: "1000", runner.LOAD_WORKERS_ENV: "3"}
+    assert during["memory_limit"] == "61.0 MiB"  # 64 MB
+    assert during["pipeline"].destination.config_params["credentials"] == loader.db_path
+    assert runner.WRITER_BUFFER_ENV not in os.environ and runner.DUCKDB_GLOBAL_CONFIG_ENV not in os.environ
+    assert os.environ[runner.LOAD_WORKERS_ENV] == "3"
+    assert loader.count("messages") == len(tiny_server.workspace.expected_keys("messages"))  # closed: readable
