@@ -273,12 +273,13 @@ def remove_repeated_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
 
 
 FAST_FORMATS = ("parquet",)
-DUCKDB_SETTINGS = {"memory_limit": "64MB", "preserve_insertion_order": False}
-"""DuckDB takes 80% of RAM by default and a large merge uses it; capped, it spills to disk instead, and the
-load step's memory no longer grows with the workspace (`large`: each 32 MB of limit costs ~35 MB of peak
-RSS). Without insertion order it loads parquet in parallel and with less memory (400k deliveries: 2.8 ->
-1.4 s). Nothing here reads rows back in insertion order within one statement: of two rows with one key in
-the same file, either may stay (dlt's merge makes the same choice)."""
+DUCKDB_SETTINGS = {"memory_limit": "128MB", "preserve_insertion_order": False}
+"""DuckDB takes 80% of RAM by default and a large merge uses it; capped, it spills to disk instead. The load
+step's peak memory follows this cap (`large`: 64 MB -> ~360 MB peak RSS, 96 MB -> ~400-430, 128 MB ->
+~430-460), but at 64 MB a full sync at `large` failed with DuckDB "Out of Memory" in a merge, so the cap
+keeps headroom. Without insertion order it loads parquet in parallel and with less memory (400k
+deliveries: 2.8 -> 1.4 s). Nothing here reads rows back in insertion order within one statement: of two
+rows with one key in the same file, either may stay (dlt's merge makes the same choice)."""
 DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_LOAD_WORKERS = 1
 """Load jobs one at a time into DuckDB: it is one file with one writer and parallelizes each statement
@@ -296,9 +297,10 @@ def bound_process_memory() -> None:
     * glibc gives threads up to 8 malloc arenas per core and keeps freed memory in each: capped at two
       arenas for the threads started from now on (unless ``MALLOC_ARENA_MAX`` is set);
     * Arrow's default pool (mimalloc) keeps freed pages per thread: Arrow allocates from the system
-      allocator instead (unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses a pool).
+      allocator instead (unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses a pool; importing this package sets
+      that default when pyarrow is not imported yet, which is when it works best).
 
-    Measured at `large` (full sync): extract peak 423 -> 331 MB, same speed.
+    Measured at `large` (full sync): extract peak 423 -> 331-370 MB, same speed.
     """
     global _process_memory_bounded
     if _process_memory_bounded:

@@ -136,7 +136,7 @@ def test_run_settings_hold_for_the_run_only(loader, tiny_server, monkeypatch):
     loader.run(["campaigns", "messages"])
     assert isinstance(during["credentials"], duckdb.DuckDBPyConnection)
     assert during["env"] == {runner.WRITER_BUFFER_ENV: "1000", runner.LOAD_WORKERS_ENV: "3"}
-    assert during["memory_limit"] == "61.0 MiB"  # 64 MB
+    assert during["memory_limit"] == "122.0 MiB"  # 128 MB
     assert during["pipeline"].destination.config_params["credentials"] == loader.db_path
     assert runner.WRITER_BUFFER_ENV not in os.environ and runner.DUCKDB_GLOBAL_CONFIG_ENV not in os.environ
     assert os.environ[runner.LOAD_WORKERS_ENV] == "3"
