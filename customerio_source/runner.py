@@ -67,7 +67,7 @@ def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadIn
     run extracts and loads as usual.
     """
     bound_process_memory()
-    with run_defaults(pipeline), one_duckdb_connection(pipeline):
+    with run_defaults(pipeline):
         finish_interrupted(pipeline)
         tables = complete_tables(source)
         if "loader_file_format" not in run_kwargs:
@@ -89,42 +89,6 @@ def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadIn
         if followers and info.loads_ids:
             mark_followers_deleted(pipeline, followers)
     return info
-
-
-@contextmanager
-def one_duckdb_connection(pipeline: dlt.Pipeline) -> Iterator[None]:
-    """DuckDB: open the database file once for the whole run, not once per step and load job.
-
-    dlt opens the file for each of its steps and load jobs (and this module for each of its queries), and
-    the last connection to close checkpoints the database: a small run spent ~0.3 s of its ~2 s opening and
-    checkpointing. Here one connection is held and lent to dlt as the destination's credentials (dlt never
-    closes a connection it was given), so the data is checkpointed once, when the run ends. A destination
-    already given a connection, and every other destination, is left as it is.
-    """
-    import duckdb
-
-    destination = pipeline.destination
-    params = getattr(destination, "config_params", None)
-    if (
-        destination is None
-        or destination.destination_name != "duckdb"
-        or params is None
-        or isinstance(params.get("credentials"), duckdb.DuckDBPyConnection)
-    ):
-        yield
-        return
-    client = pipeline.sql_client()  # resolves the database path and settings (memory limit) as dlt does
-    client.open_connection()
-    had_credentials, credentials = "credentials" in params, params.get("credentials")
-    params["credentials"] = client.native_connection
-    try:
-        yield
-    finally:
-        if had_credentials:
-            params["credentials"] = credentials
-        else:
-            params.pop("credentials", None)
-        client.close_connection()
 
 
 APPEND_WHEN_NEW = ("deliveries",)
