@@ -8,7 +8,8 @@ Admin endpoints (JSON):
 
 * ``GET /_admin/floor`` — the full-sync request floor of the selected tables, from the workspace's data;
 * ``POST /_admin/advance`` — capture the watermarks a sync of the current state ends with, apply one change
-  step (``ws.advance()``, then every delivery is serialized again, as at start), and return the incremental floor from those watermarks plus the full floor now;
+  step (``ws.advance()``, then every delivery is serialized again, as at start), and return the incremental
+  floor from those watermarks plus the full floor now;
 * ``GET /_admin/stats`` — the API server's request statistics (requests, 429s, busiest 1-s window, ...);
 * ``POST /_admin/reset`` — reset those statistics.
 """
