@@ -156,11 +156,11 @@ def read_windows(
                     return
                 if first and may_split and payload.get("next"):
                     created = raw.column("created")
-                    newest, oldest = pc.max(created).as_py(), pc.min(created).as_py()
-                    pieces = plan_split(raw.num_rows, newest, oldest, lower, ctx.concurrency, page_size)
+                    oldest = pc.min(created)
+                    pieces = plan_split(raw.num_rows, pc.max(created).as_py(), oldest.as_py(), lower,
+                                        ctx.concurrency, page_size)
                     if pieces:
-                        oldest = pc.equal(created, pc.min(created))
-                        seen = frozenset(raw.filter(oldest).column("id").to_pylist())
+                        seen = frozenset(raw.filter(pc.equal(created, oldest)).column("id").to_pylist())
                         yield Spawn(
                             [job(a, b, False, seen if i == 0 else frozenset()) for i, (a, b) in enumerate(pieces)]
                         )
