@@ -205,8 +205,9 @@ class PageDecoder:
     or nested key the schema does not know, a value of another JSON type, a float or an oversized number in
     an int column all make it fail, and then the body takes the careful path (orjson +
     :func:`page_to_arrow`), which infers or coerces. Either way the result is ``{"next": cursor, envelope:
-    table}`` with the same columns; a body that is not JSON raises ``orjson.JSONDecodeError`` (the client
-    retries it).
+    table}`` with the same columns; ``page_lists`` name other top-level lists of strings a page may hold
+    (the membership's `ids`), parsed and dropped. A body that is not JSON raises ``orjson.JSONDecodeError``
+    (the client retries it).
     """
 
     def __init__(
@@ -215,13 +216,16 @@ class PageDecoder:
         schema: Mapping[str, str],
         flatten: Mapping[str, tuple[str, tuple[str, ...]]] = {},  # noqa: B006 - read-only
         required: tuple[str, ...] = (),
+        page_lists: tuple[str, ...] = (),
     ) -> None:
         self.envelope = envelope
         self.schema = schema
         self.flatten = flatten
         self.required = required
+        self.page_lists = page_lists
         self._explicit = pa.schema(
             [pa.field(envelope, pa.list_(_row_type(schema, flatten))), pa.field("next", pa.string())]
+            + [pa.field(name, pa.list_(pa.string())) for name in page_lists]
         )
 
     def __call__(self, body: bytes) -> dict[str, Any]:
@@ -248,7 +252,8 @@ class PageDecoder:
     def _careful(self, payload: Any) -> dict[str, Any]:
         if not isinstance(payload, dict):
             return {"next": None, self.envelope: self.table([])}
-        return {**payload, self.envelope: self.table(records(payload, self.envelope))}
+        rest = {key: value for key, value in payload.items() if key not in self.page_lists}
+        return {**rest, self.envelope: self.table(records(payload, self.envelope))}
 
     def table(self, rows: list[dict[str, Any]]) -> pa.Table:
         """Rows as a table of this decoder's columns (an empty list gives an empty table of the known ones)."""

@@ -50,6 +50,12 @@ class TableSpec:
     deletes_follow: str | None = None
     """Rows are marked deleted when the row with the same key is marked deleted in this table."""
     params: dict[str, str] = field(default_factory=dict)
+    arrow_row: dict[str, str] = field(default_factory=dict)
+    """Big tables: each row's fields and their kinds (int, text, timestamp, bool). Pages are then decoded
+    straight into Arrow tables (:class:`~customerio_source.arrow_pages.PageDecoder`), with no Python object
+    per value; unknown fields still arrive (inferred). Empty: rows are dicts."""
+    page_lists: tuple[str, ...] = ()
+    """Other top-level lists of strings each page holds next to the rows (`ids`): parsed, then dropped."""
     cost: str = "1 request"
     notes: str = ""
 
@@ -250,6 +256,8 @@ _SPECS: list[TableSpec] = [
         parent_columns={"segment_id": "id"},
         paginated=True,
         page_size=30000,
+        arrow_row={"id": "text", "email": "text", "cio_id": "text"},
+        page_lists=("ids",),
         cost="ceil(members / 30000) per segment",
     ),
     # -- people ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from .catalogue import CATALOGUE, TableSpec
 from .client import CustomerIOClient, path_value
 from .errors import NotFoundError
+from .transform import add_parent_columns
 
 logger = logging.getLogger("customerio_source")
 
@@ -95,11 +96,7 @@ class RunContext:
     def _children(self, spec: TableSpec, parent: dict[str, Any]) -> list[dict[str, Any]]:
         rows = []
         for page in self.read_pages(spec, self.child_path(spec, parent)):
-            for row in page:
-                row = dict(row)
-                for column, src in spec.parent_columns.items():
-                    row[column] = parent.get(src)
-                rows.append(row)
+            rows.extend(add_parent_columns(dict(row), parent, spec.parent_columns) for row in page)
         return rows
 
     def read_pages(

@@ -6,15 +6,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import dlt
+import pyarrow as pa
 from dlt.extract.resource import DltResource
 
+from .arrow_pages import PageDecoder, batched_tables
 from .catalogue import TableSpec
 from .context import RunContext, describe_parent, logger
 from .errors import NotFoundError
-from .transform import add_parent_columns, convert_timestamps, deleted_marker_column, timestamp_columns
-
-# A child whose pages are this large streams parent by parent instead of fanning out.
-STREAM_CHILD_PAGE_SIZE = 1000
+from .transform import convert_timestamps, deleted_marker_column, timestamp_columns
 
 
 def table_columns(spec: TableSpec) -> dict[str, dict[str, Any]]:
@@ -47,26 +46,53 @@ def child_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
 
     Children (actions, variants, test groups, members) change without their parent's `updated` moving,
     so they are never filtered by the parent's cursor. Small children are read once per run into the
-    shared context (metrics tables iterate them too); big paginated ones (segment members) stream.
+    shared context (metrics tables iterate them too); big ones declared with ``arrow_row`` (segment
+    members) stream as Arrow tables.
     """
     assert spec.parent is not None
 
     describe = describe_parent(spec)
 
     def rows() -> Iterator[list[dict[str, Any]]]:
-        if spec.paginated and (spec.page_size or 0) >= STREAM_CHILD_PAGE_SIZE:
-            for parent in ctx.list_rows(spec.parent):  # type: ignore[arg-type]
-                for page in _pages_or_skip(ctx, spec, parent, describe):
-                    yield [
-                        convert_timestamps(add_parent_columns(dict(row), parent, spec.parent_columns), spec.timestamps)
-                        for row in page
-                    ]
+        if spec.arrow_row:
+            yield from batched_tables(arrow_children(ctx, spec, describe))
             return
         page = [convert_timestamps(dict(row), spec.timestamps) for row in ctx.list_rows(spec.name)]
         if page:
             yield page
 
     return merge_resource(rows, spec)
+
+
+def arrow_children(
+    ctx: RunContext, spec: TableSpec, describe: Callable[[dict[str, Any]], str]
+) -> Iterator[pa.Table]:
+    """The children of every parent as Arrow tables, parent by parent, page by page (segment members: up to
+    30,000 a page), each with its parent's key columns."""
+    decoder = PageDecoder(
+        spec.envelope,
+        spec.arrow_row,
+        required=tuple(key for key in spec.primary_key if key in spec.arrow_row),
+        page_lists=spec.page_lists,
+    )
+    query = {**spec.params, "limit": spec.page_size}
+    for parent in ctx.list_rows(spec.parent):  # type: ignore[arg-type]
+        try:
+            path = ctx.child_path(spec, parent)
+            for payload in ctx.client.pages("GET", path, query, table=spec.name, decode=decoder):
+                page = payload.get(spec.envelope)
+                if page is None or not page.num_rows:
+                    break  # an empty page ends the list even if a cursor came with it
+                yield with_parent_columns(page, parent, spec.parent_columns)
+        except NotFoundError:
+            logger.warning("%s vanished during the run (404); skipped", describe(parent))
+
+
+def with_parent_columns(page: pa.Table, parent: dict[str, Any], columns: dict[str, str]) -> pa.Table:
+    """The page with each of ``columns`` (child column -> parent field) set to the parent's value."""
+    for column, source in columns.items():
+        page = page.append_column(column, pa.array([parent.get(source)] * page.num_rows))
+    return page
 
 
 def merge_resource(
@@ -81,12 +107,3 @@ def merge_resource(
         columns=table_columns(spec) if columns is None else columns,
         parallelized=True,
     )
-
-
-def _pages_or_skip(
-    ctx: RunContext, spec: TableSpec, parent: dict[str, Any], describe: Callable[[dict[str, Any]], str]
-) -> Iterator[list[dict[str, Any]]]:
-    try:
-        yield from ctx.read_pages(spec, ctx.child_path(spec, parent))
-    except NotFoundError:
-        logger.warning("%s vanished during the run (404); skipped", describe(parent))

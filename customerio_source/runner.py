@@ -238,13 +238,15 @@ def remove_repeated_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
 
 
 FAST_FORMATS = ("parquet",)
-DUCKDB_SETTINGS = {"memory_limit": "128MB", "preserve_insertion_order": False}
-"""DuckDB takes 80% of RAM by default and a large merge uses it; capped, it spills to disk instead. The load
-step's peak memory follows this cap (`large`: 64 MB -> ~360 MB peak RSS, 96 MB -> ~400-430, 128 MB ->
-~430-460), but at 64 MB a full sync at `large` failed with DuckDB "Out of Memory" in a merge, so the cap
-keeps headroom. Without insertion order it loads parquet in parallel and with less memory (400k
-deliveries: 2.8 -> 1.4 s). Nothing here reads rows back in insertion order within one statement: of two
-rows with one key in the same file, either may stay (dlt's merge makes the same choice)."""
+DUCKDB_MEMORY_MB_PER_JOB = 64
+DUCKDB_SETTINGS = {"preserve_insertion_order": False}
+"""DuckDB takes 80% of RAM by default and a large merge uses it; capped (``duckdb_settings``), it spills to
+disk instead. The load step's peak memory follows the cap (`large`, one load job at a time: 128 MB ->
+~430 MB peak RSS, 64 MB -> ~340-380). The cap is per load job running at once: load jobs share one DuckDB
+instance, and four jobs under one 64 MB cap failed merges with "Out of Memory". Without insertion order
+DuckDB loads parquet in parallel and with less memory (400k deliveries: 2.8 -> 1.4 s). Nothing here reads
+rows back in insertion order within one statement: of two rows with one key in the same file, either may
+stay (dlt's merge makes the same choice)."""
 DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_LOAD_WORKERS = 1
 """Load jobs one at a time into DuckDB: it is one file with one writer and parallelizes each statement
@@ -254,6 +256,9 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc mallopt parameter
 WRITER_BUFFER_ROWS = 1000
 WRITER_BUFFER_ENV = "DATA_WRITER__BUFFER_MAX_ITEMS"
+ARROW_LOAD_ID_ENV = "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"
+"""Arrow tables (deliveries, segment members) get `_dlt_load_id` like every other table: delete marking
+(:func:`mark_deleted`) tells the rows a run wrote by it."""
 
 
 @functools.cache  # once per process
@@ -280,19 +285,30 @@ def bound_process_memory() -> None:
 
 
 
+def duckdb_settings(load_workers: int) -> dict[str, Any]:
+    """DuckDB's settings for a load with ``load_workers`` jobs at once (see ``DUCKDB_SETTINGS``)."""
+    return {"memory_limit": f"{DUCKDB_MEMORY_MB_PER_JOB * max(1, load_workers)}MB", **DUCKDB_SETTINGS}
+
+
 @contextmanager
 def run_defaults(pipeline: dlt.Pipeline) -> Iterator[None]:
     """This module's defaults for the dlt settings the user did not configure (env or config), for one run.
 
     * dlt flushes its extract and normalize buffers every 1000 rows, not 5000: each table being written
       keeps a buffer, and a person's attributes row is kilobytes of JSON (`large`: 534 -> 494 MB peak);
-    * DuckDB: ``DUCKDB_SETTINGS`` and one load job at a time (``DUCKDB_LOAD_WORKERS``).
+    * DuckDB: one load job at a time (``DUCKDB_LOAD_WORKERS``) and :func:`duckdb_settings` for the number
+      of load jobs configured.
 
-    They go through the environment provider (dlt refuses a credentials key written into its config
-    provider on the next pipeline of the same process) and are removed when the run ends, so the next
-    pipeline of an Airflow or Dagster worker starts from the user's configuration.
+    One setting is required, not a default, and holds for the run whatever is configured: Arrow tables get
+    `_dlt_load_id` (``ARROW_LOAD_ID_ENV``).
+
+    All go through the environment provider (dlt refuses a credentials key written into its config
+    provider on the next pipeline of the same process) and are removed (or restored) when the run ends,
+    so the next pipeline of an Airflow or Dagster worker starts from the user's configuration.
     """
     set_here: list[str] = []
+    previous = {ARROW_LOAD_ID_ENV: os.environ.get(ARROW_LOAD_ID_ENV)}
+    os.environ[ARROW_LOAD_ID_ENV] = "true"
 
     def default(env_name: str, config_key: str, value: str) -> None:
         if os.environ.get(env_name) or dlt.config.get(config_key):
@@ -302,13 +318,20 @@ def run_defaults(pipeline: dlt.Pipeline) -> Iterator[None]:
 
     default(WRITER_BUFFER_ENV, "data_writer.buffer_max_items", str(WRITER_BUFFER_ROWS))
     if pipeline.destination is not None and pipeline.destination.destination_name == "duckdb":
-        default(DUCKDB_GLOBAL_CONFIG_ENV, "destination.duckdb.credentials.global_config", json.dumps(DUCKDB_SETTINGS))
         default(LOAD_WORKERS_ENV, "load.workers", str(DUCKDB_LOAD_WORKERS))
+        workers = int(os.environ.get(LOAD_WORKERS_ENV) or dlt.config.get("load.workers") or DUCKDB_LOAD_WORKERS)
+        default(DUCKDB_GLOBAL_CONFIG_ENV, "destination.duckdb.credentials.global_config",
+                json.dumps(duckdb_settings(workers)))
     try:
         yield
     finally:
         for env_name in set_here:
             os.environ.pop(env_name, None)
+        for env_name, value in previous.items():
+            if value is None:
+                os.environ.pop(env_name, None)
+            else:
+                os.environ[env_name] = value
 
 
 def preferred_file_format(pipeline: dlt.Pipeline) -> str | None:

@@ -111,27 +111,60 @@ def test_remove_duplicate_keys_keeps_one_row_per_key(loader, tiny_server):
 
 
 def test_run_settings_hold_for_the_run_only(loader, tiny_server, monkeypatch):
-    """During a DuckDB run: the memory limit, one load worker (unless the user chose) and small writer
-    buffers; afterwards the environment is as before."""
+    """During a DuckDB run: a memory limit for the load jobs that run at once, one load worker (unless the
+    user chose) and small writer buffers, and Arrow tables get `_dlt_load_id`; afterwards the environment is
+    as before."""
     from customerio_source import runner
 
     monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
     monkeypatch.delenv(runner.WRITER_BUFFER_ENV, raising=False)
     monkeypatch.setenv(runner.LOAD_WORKERS_ENV, "3")  # the user's own choice stays
+    monkeypatch.setenv(runner.ARROW_LOAD_ID_ENV, "false")  # required: overridden for the run, then restored
     during: dict = {}
     append_new_tables = runner.append_new_tables
 
     def spy(pipeline, source):
         during["env"] = {name: os.environ.get(name) for name in
-                         (runner.WRITER_BUFFER_ENV, runner.LOAD_WORKERS_ENV)}
+                         (runner.WRITER_BUFFER_ENV, runner.LOAD_WORKERS_ENV, runner.ARROW_LOAD_ID_ENV)}
         with pipeline.sql_client() as client:
             during["memory_limit"] = client.execute_sql("SELECT current_setting('memory_limit')")[0][0]
         return append_new_tables(pipeline, source)
 
     monkeypatch.setattr(runner, "append_new_tables", spy)
     loader.run(["campaigns", "messages"])
-    assert during["env"] == {runner.WRITER_BUFFER_ENV: "1000", runner.LOAD_WORKERS_ENV: "3"}
-    assert during["memory_limit"] == "122.0 MiB"  # 128 MB
+    assert during["env"] == {runner.WRITER_BUFFER_ENV: "1000", runner.LOAD_WORKERS_ENV: "3",
+                             runner.ARROW_LOAD_ID_ENV: "true"}
+    assert during["memory_limit"] == "183.1 MiB"  # 3 load jobs x 64 MB
     assert runner.WRITER_BUFFER_ENV not in os.environ and runner.DUCKDB_GLOBAL_CONFIG_ENV not in os.environ
     assert os.environ[runner.LOAD_WORKERS_ENV] == "3"
+    assert os.environ[runner.ARROW_LOAD_ID_ENV] == "false"
+    with loader.pipeline().sql_client() as client:  # Arrow tables carry the load id, as all tables do
+        table = client.make_qualified_table_name("messages")
+        assert client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE _dlt_load_id IS NULL")[0][0] == 0
     assert loader.count("messages") == len(tiny_server.workspace.expected_keys("messages"))
+
+
+def test_duckdb_loads_one_job_at_a_time_with_the_shipped_config(loader, tiny_server, monkeypatch):
+    """The project's `.dlt/config.toml` leaves `load.workers` unset, so a DuckDB run loads one job at a time
+    under one 64 MB cap (it used to set 4 workers: four merges shared the cap and failed with Out of Memory)."""
+    import tomllib
+    from pathlib import Path
+
+    from customerio_source import runner
+
+    shipped = tomllib.loads((Path(__file__).parents[1] / ".dlt" / "config.toml").read_text())
+    assert "workers" not in shipped.get("load", {})
+    monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
+    monkeypatch.delenv(runner.LOAD_WORKERS_ENV, raising=False)
+    during: dict = {}
+    append_new_tables = runner.append_new_tables
+
+    def spy(pipeline, source):
+        during["workers"] = os.environ.get(runner.LOAD_WORKERS_ENV)
+        with pipeline.sql_client() as client:
+            during["memory_limit"] = client.execute_sql("SELECT current_setting('memory_limit')")[0][0]
+        return append_new_tables(pipeline, source)
+
+    monkeypatch.setattr(runner, "append_new_tables", spy)
+    loader.run(["campaigns"])
+    assert during == {"workers": "1", "memory_limit": "61.0 MiB"}

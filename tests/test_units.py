@@ -291,6 +291,34 @@ def test_page_decoder_reads_bodies_like_the_row_path_and_falls_back_on_surprises
         decode(orjson.dumps({"messages": rows})[:-20])
 
 
+def test_segment_member_pages_decode_to_arrow_with_their_segment():
+    """Membership pages (`identifiers` next to `ids`) decode straight to Arrow; an id sent as a number, an
+    absent email or a new identifier take the careful path and keep their data."""
+    import orjson
+
+    from customerio_source.arrow_pages import PageDecoder
+    from customerio_source.catalogue import CATALOGUE
+    from customerio_source.resources import with_parent_columns
+
+    spec = CATALOGUE["segment_memberships"]
+    decode = PageDecoder(spec.envelope, spec.arrow_row, required=("cio_id",), page_lists=spec.page_lists)
+    members = [{"id": "42", "email": "a@x.io", "cio_id": "c1"}, {"id": None, "email": None, "cio_id": "c2"}]
+    page = decode(orjson.dumps({"identifiers": members, "ids": ["42", ""], "next": "30000"}))
+    assert page["next"] == "30000" and "ids" not in page
+    table = with_parent_columns(page["identifiers"], {"id": 7, "name": "VIPs"}, spec.parent_columns)
+    assert table.column_names == ["id", "email", "cio_id", "segment_id"]
+    assert table.to_pylist() == [dict(m, segment_id=7) for m in members]
+    assert str(table.schema.field("segment_id").type) == "int64"
+
+    surprising = [{"id": 42, "cio_id": "c3"}, {"cio_id": "c4", "phone": "+1"}]
+    page = decode(orjson.dumps({"identifiers": surprising, "ids": ["42", ""], "next": ""}))
+    assert "ids" not in page and page["next"] == ""
+    assert page["identifiers"].to_pylist() == [
+        {"id": "42", "email": None, "cio_id": "c3", "phone": None},
+        {"id": None, "email": None, "cio_id": "c4", "phone": "+1"},
+    ]
+
+
 def test_batched_tables_joins_pages_of_one_schema_and_keeps_order():
     import pyarrow as pa
 
