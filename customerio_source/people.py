@@ -15,7 +15,7 @@ from dlt.extract.resource import DltResource
 
 from .catalogue import CATALOGUE, UNDOCUMENTED_PAGE_SIZE, TableSpec
 from .client import path_value
-from .context import RunContext, records, skip_missing
+from .context import RunContext, Turns, records, skip_missing
 from .deliveries import delivery_range, window_params, windows
 from .people_changes import PeopleChanges
 from .transform import convert_nested_timestamps, convert_timestamps, deleted_marker_column, timestamp_columns
@@ -156,6 +156,7 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
     changes: list[PeopleChanges] = []  # created on the first page, inside dlt's resource context
     held: list[str] = []  # selected people not yet sent (fewer than a batch)
     end: SearchEnd = people.search_end
+    turns = Turns()
 
     def attributes(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         if not changes:
@@ -172,9 +173,15 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
         cut = len(held) if end.is_last(page) else len(held) - len(held) % ATTRIBUTES_BATCH
         batches = [held[i : i + ATTRIBUTES_BATCH] for i in range(0, cut, ATTRIBUTES_BATCH)]
         del held[:cut]
-        for rows in ctx.map_unordered(fetch, batches):
-            if rows:
-                yield rows
+        if not batches:
+            return
+        yield from turns.wait()
+        try:
+            for rows in ctx.map_unordered(fetch, batches):
+                if rows:
+                    yield rows
+        finally:
+            turns.done()
 
     columns = attribute_table_columns(promoted)
     return dlt.transformer(
@@ -260,11 +267,17 @@ def per_person_transformer(ctx: RunContext, people: DltResource, name: str) -> D
             convert_nested_timestamps(row, "metrics")
         return convert_timestamps(row, conf["timestamps"])
 
+    turns = Turns()
+
     def per_page(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         describe = lambda person: f"person cio_{person.get('cio_id')} (for {name})"  # noqa: E731
-        for rows in ctx.map_unordered(skip_missing(read, describe), page):
-            if rows:
-                yield rows
+        yield from turns.wait()
+        try:
+            for rows in ctx.map_unordered(skip_missing(read, describe), page):
+                if rows:
+                    yield rows
+        finally:
+            turns.done()
 
     columns = timestamp_columns(conf["timestamps"])
     if spec.full_reread:

@@ -147,12 +147,13 @@ def test_run_settings_hold_for_the_run_only(loader, tiny_server, monkeypatch):
 def test_duckdb_loads_one_job_at_a_time_with_the_shipped_config(loader, tiny_server, monkeypatch):
     """The project's `.dlt/config.toml` leaves `load.workers` unset, so a DuckDB run loads one job at a time
     under one 64 MB cap (it used to set 4 workers: four merges shared the cap and failed with Out of Memory)."""
-    import tomllib
     from pathlib import Path
+
+    import tomlkit  # a dlt dependency (tomllib needs Python 3.11)
 
     from customerio_source import runner
 
-    shipped = tomllib.loads((Path(__file__).parents[1] / ".dlt" / "config.toml").read_text())
+    shipped = tomlkit.parse((Path(__file__).parents[1] / ".dlt" / "config.toml").read_text())
     assert "workers" not in shipped.get("load", {})
     monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
     monkeypatch.delenv(runner.LOAD_WORKERS_ENV, raising=False)
@@ -168,3 +169,44 @@ def test_duckdb_loads_one_job_at_a_time_with_the_shipped_config(loader, tiny_ser
     monkeypatch.setattr(runner, "append_new_tables", spy)
     loader.run(["campaigns"])
     assert during == {"workers": "1", "memory_limit": "61.0 MiB"}
+
+
+def test_attribute_batches_of_several_people_pages_stay_within_concurrency(tmp_path, monkeypatch):
+    """dlt runs the attributes transformer once per people page and keeps many of those going at once;
+    they take turns, so attribute requests in flight never exceed `concurrency` (before: one pool of
+    `concurrency` threads per page, 5 pages at `small` -> up to 5 x the requests and their responses)."""
+    import threading
+    import time
+
+    from customerio_source.client import CustomerIOClient
+    from customerio_source.simulator import SimulatorServer, Workspace
+
+    from .conftest import API_KEY, Loader
+
+    in_flight = [0, 0]  # now, most
+    lock = threading.Lock()
+    post = CustomerIOClient.post
+
+    def slow_post(self, path, body, params=None, table="-"):
+        if table != "customer_attributes":
+            return post(self, path, body, params, table)
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight[1], in_flight[0])
+        try:
+            time.sleep(0.02)  # long enough for other pages' batches to overlap
+            return post(self, path, body, params, table)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(CustomerIOClient, "post", slow_post)
+    workspace = Workspace(scale="small", seed=7)
+    people = len(workspace.expected_keys("customer_attributes"))
+    assert people > 3000  # several people pages of 1000
+    with SimulatorServer(workspace, api_key=API_KEY) as server:
+        loader = Loader(server.base_url, tmp_path)
+        loader.run(["customers", "customer_attributes"], concurrency=2)
+    assert in_flight[1] <= 2
+    assert loader.count("customer_attributes") == people
+    assert loader.duplicates("customer_attributes") == 0
