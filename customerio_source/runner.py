@@ -242,7 +242,7 @@ DUCKDB_MEMORY_MB_PER_JOB = 64
 DUCKDB_SETTINGS = {"preserve_insertion_order": False}
 """DuckDB takes 80% of RAM by default and a large merge uses it; capped (``duckdb_settings``), it spills to
 disk instead. The load step's peak memory follows the cap (`large`, one load job at a time: 128 MB ->
-~430 MB peak RSS, 64 MB -> ~340-380). The cap is per load job running at once: load jobs share one DuckDB
+~430 MB peak RSS, 64 MB -> ~330-345). The cap is per load job running at once: load jobs share one DuckDB
 instance, and four jobs under one 64 MB cap failed merges with "Out of Memory". Without insertion order
 DuckDB loads parquet in parallel and with less memory (400k deliveries: 2.8 -> 1.4 s). Nothing here reads
 rows back in insertion order within one statement: of two rows with one key in the same file, either may
