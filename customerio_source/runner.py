@@ -357,6 +357,10 @@ def mark_deleted(pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[s
         for table in tables:
             if table not in schema.tables or DELETED_AT not in schema.get_table_columns(table):
                 continue
+            if "_dlt_load_id" not in schema.get_table_columns(table):
+                # an Arrow table loaded outside `load` (and its run settings): nothing tells this run's rows
+                logger.warning("%s: no _dlt_load_id column, so vanished rows cannot be told; not marked", table)
+                continue
             qualified = client.make_qualified_table_name(table)
             column = client.escape_column_name(DELETED_AT)
             load_column = client.escape_column_name("_dlt_load_id")

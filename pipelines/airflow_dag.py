@@ -56,7 +56,7 @@ from dlt.pipeline.pipeline import Pipeline
 
 from customerio_source import customerio_source
 from customerio_source.catalogue import CATALOGUE, default_tables
-from customerio_source.runner import complete_tables, mark_deleted
+from customerio_source.runner import bound_process_memory, complete_tables, mark_deleted, run_defaults
 from customerio_source.warehouse import apply_bigquery_hints
 
 PIPELINE_NAME = "customerio"
@@ -171,8 +171,9 @@ class TableGroup:
 class CustomerIOTasksGroup(PipelineTasksGroup):
     """dlt's PipelineTasksGroup whose tasks finish like :func:`customerio_source.load`.
 
-    After the pipeline run, rows of completely read tables that this run did not see are marked with
-    `_cio_deleted_at` (the group runs `pipeline.run` itself, so the marking is added here).
+    The run has the settings of :func:`customerio_source.load` (``run_defaults``); after it, rows of
+    completely read tables that this run did not see are marked with `_cio_deleted_at` (the group runs
+    `pipeline.run` itself, so both are added here).
     """
 
     def _task_name(self, pipeline: Pipeline, data: Any) -> str:
@@ -194,18 +195,20 @@ class CustomerIOTasksGroup(PipelineTasksGroup):
         truncate_staging_destination: bool | None = None,
     ) -> None:
         wipe, self.wipe_local_data = self.wipe_local_data, False  # keep the schema until deletes are marked
+        bound_process_memory()
         try:
-            super()._run(
-                pipeline,
-                data,
-                table_name=table_name,  # type: ignore[arg-type]
-                write_disposition=write_disposition,
-                loader_file_format=loader_file_format,
-                schema_contract=schema_contract,
-                pipeline_name=pipeline_name,  # type: ignore[arg-type]
-                on_before_run=on_before_run,
-                truncate_staging_destination=truncate_staging_destination,
-            )
+            with run_defaults(pipeline):  # the run settings of `customerio_source.load`
+                super()._run(
+                    pipeline,
+                    data,
+                    table_name=table_name,  # type: ignore[arg-type]
+                    write_disposition=write_disposition,
+                    loader_file_format=loader_file_format,
+                    schema_contract=schema_contract,
+                    pipeline_name=pipeline_name,  # type: ignore[arg-type]
+                    on_before_run=on_before_run,
+                    truncate_staging_destination=truncate_staging_destination,
+                )
             task_pipeline = dlt.current.pipeline() if pipeline_name else pipeline
             trace = task_pipeline.last_trace
             info = trace.last_load_info if trace else None

@@ -46,7 +46,7 @@ from dlt.pipeline.pipeline import Pipeline
 
 from customerio_source import customerio_source
 from customerio_source.catalogue import CATALOGUE, default_tables
-from customerio_source.runner import complete_tables, mark_deleted
+from customerio_source.runner import bound_process_memory, complete_tables, mark_deleted, run_defaults
 from customerio_source.warehouse import apply_bigquery_hints
 
 DESTINATION = os.environ.get("CUSTOMERIO_DESTINATION", "duckdb")
@@ -121,10 +121,13 @@ def selected_tables(context: AssetExecutionContext, tables: list[str]) -> list[s
 
 
 def run_and_mark(context: AssetExecutionContext, dlt: DagsterDltResource, source: DltSource) -> Iterator[Any]:
-    """`dlt.run` (dagster-dlt runs `pipeline.run`), then delete marking as in `customerio_source.load`."""
+    """`dlt.run` (dagster-dlt runs `pipeline.run`) with the run settings of `customerio_source.load`, then
+    delete marking as there."""
     pipeline = _asset_pipeline(context)
     tables = complete_tables(source)
-    yield from dlt.run(context=context, dlt_source=source)
+    bound_process_memory()
+    with run_defaults(pipeline):
+        yield from dlt.run(context=context, dlt_source=source)
     trace = pipeline.last_trace
     info = trace.last_load_info if trace else None
     if tables and info is not None and info.loads_ids:

@@ -210,3 +210,21 @@ def test_attribute_batches_of_several_people_pages_stay_within_concurrency(tmp_p
     assert in_flight[1] <= 2
     assert loader.count("customer_attributes") == people
     assert loader.duplicates("customer_attributes") == 0
+
+
+def test_mark_deleted_skips_an_arrow_table_loaded_without_load_ids(loader, tiny_server, monkeypatch):
+    """`pipeline.run` outside `load` (no run settings) loads segment members without `_dlt_load_id`:
+    delete marking leaves that table alone instead of failing the run (an Airflow task did)."""
+    from customerio_source import customerio_source, runner
+
+    from .conftest import API_KEY
+
+    monkeypatch.delenv(runner.ARROW_LOAD_ID_ENV, raising=False)
+    pipeline = loader.pipeline()
+    source = customerio_source(api_key=API_KEY, base_url=loader.base_url, tables=["segments", "segment_memberships"],
+                               rate_limit=0)
+    info = pipeline.run(source)
+    assert not loader.has_column("segment_memberships", "_dlt_load_id")
+    marked = runner.mark_deleted(pipeline, ["segments", "segment_memberships"], info.loads_ids)
+    assert marked == {"segments": 0}
+    assert loader.count("segment_memberships") == len(tiny_server.workspace.expected_keys("segment_memberships"))
