@@ -83,7 +83,7 @@ from .deliveries import (
 from .errors import ApiError, ConfigError, NotFoundError
 from .people import MATCH_EVERYONE, attribute_table_columns, parse_attribute_columns, typed_attribute
 from .resources import merge_resource
-from .transform import to_datetime
+from .transform import arrow_load_id_column, to_datetime
 
 logger = logging.getLogger("customerio_source")
 
@@ -534,7 +534,7 @@ def bulk_deliveries_resource(
                 return
         yield from interleave(jobs, ctx.concurrency)
 
-    return merge_resource(rows, spec, columns={})
+    return merge_resource(rows, spec, columns=arrow_load_id_column())
 
 
 # -- choosing -------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from .catalogue import TableSpec
 from .context import EPOCH, RunContext, Spawn, interleave
 from .errors import NotFoundError
 from .resources import merge_resource
-from .transform import to_datetime
+from .transform import arrow_load_id_column, to_datetime
 
 WINDOW = timedelta(days=180)  # the API truncates ranges over six months
 OPEN_END_MARGIN = timedelta(days=1)  # an open newest window spans [now + margin - 180 days, server's now]
@@ -234,4 +234,5 @@ def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
             except NotFoundError:
                 continue  # the parent was deleted during the run
 
-    return merge_resource(rows, spec, columns={})  # no column hints: the Arrow schema types every column
+    # no other column hints: the Arrow schema types every column
+    return merge_resource(rows, spec, columns=arrow_load_id_column())

@@ -7,20 +7,24 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
 from .arrow_pages import PageDecoder, batched_tables
 from .catalogue import TableSpec
 from .context import RunContext, describe_parent, logger
 from .errors import NotFoundError
-from .transform import convert_timestamps, deleted_marker_column, timestamp_columns
+from .transform import arrow_load_id_column, convert_timestamps, deleted_marker_column, timestamp_columns
 
 
 def table_columns(spec: TableSpec) -> dict[str, dict[str, Any]]:
-    """Column hints for a declared table: timestamps and, where deletes are marked, `_cio_deleted_at`."""
+    """Column hints for a declared table: timestamps, where deletes are marked `_cio_deleted_at`, and for
+    Arrow tables a nullable `_dlt_load_id`."""
     columns = timestamp_columns(spec.timestamps)
     if spec.full_reread:
         columns.update(deleted_marker_column())
+    if spec.arrow_row:
+        columns.update(arrow_load_id_column())
     return columns
 
 
@@ -83,7 +87,7 @@ def arrow_children(
                 page = payload.get(spec.envelope)
                 if page is None or not page.num_rows:
                     break  # an empty page ends the list even if a cursor came with it
-                yield with_parent_columns(page, parent, spec.parent_columns)
+                yield with_row_ids(with_parent_columns(page, parent, spec.parent_columns), spec.primary_key)
         except NotFoundError:
             logger.warning("%s vanished during the run (404); skipped", describe(parent))
 
@@ -93,6 +97,13 @@ def with_parent_columns(page: pa.Table, parent: dict[str, Any], columns: dict[st
     for column, source in columns.items():
         page = page.append_column(column, pa.array([parent.get(source)] * page.num_rows))
     return page
+
+
+def with_row_ids(page: pa.Table, key: tuple[str, ...]) -> pa.Table:
+    """The page with `_dlt_id` made of its primary key (`<segment_id>:<cio_id>`): stable across runs, and
+    the column a table first loaded from dict rows has as NOT NULL, so such a table takes Arrow pages."""
+    parts = [pc.cast(page.column(name), pa.string()) for name in key]
+    return page.append_column("_dlt_id", pc.binary_join_element_wise(*parts, ":"))
 
 
 def merge_resource(

@@ -51,5 +51,11 @@ def timestamp_columns(fields: Iterable[str]) -> dict[str, dict[str, Any]]:
     return {name: {"data_type": "timestamp", "nullable": True} for name in fields}
 
 
+def arrow_load_id_column() -> dict[str, dict[str, Any]]:
+    """`_dlt_load_id` of an Arrow table, nullable: dlt would add it NOT NULL, which an existing table with
+    rows (deliveries loaded before Arrow tables carried it) cannot take."""
+    return {"_dlt_load_id": {"data_type": "text", "nullable": True}}
+
+
 def deleted_marker_column() -> dict[str, dict[str, Any]]:
     return {DELETED_AT: {"data_type": "timestamp", "nullable": True}}

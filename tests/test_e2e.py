@@ -228,3 +228,20 @@ def test_mark_deleted_skips_an_arrow_table_loaded_without_load_ids(loader, tiny_
     marked = runner.mark_deleted(pipeline, ["segments", "segment_memberships"], info.loads_ids)
     assert marked == {"segments": 0}
     assert loader.count("segment_memberships") == len(tiny_server.workspace.expected_keys("segment_memberships"))
+
+
+def test_arrow_tables_fit_tables_loaded_from_earlier_versions(loader, tiny_server):
+    """Arrow tables keep the columns dict rows gave them, as columns an existing table can take: segment
+    members get a NOT NULL-safe `_dlt_id` from their key, and `_dlt_load_id` is nullable (added NOT NULL, it
+    failed on a `messages` table loaded before Arrow tables carried load ids)."""
+    loader.run(["segments", "segment_memberships", "messages"])
+    schema = loader.pipeline().default_schema
+    for table in ("messages", "segment_memberships"):
+        assert schema.get_table_columns(table)["_dlt_load_id"]["nullable"] is True
+    rows = loader.query(
+        "SELECT COUNT(*), COUNT(_dlt_id), "
+        "COUNT(*) FILTER (WHERE _dlt_id = CAST(segment_id AS VARCHAR) || ':' || cio_id) "
+        "FROM customerio.segment_memberships"
+    )
+    members = len(tiny_server.workspace.expected_keys("segment_memberships"))
+    assert rows == [(members, members, members)]
