@@ -57,7 +57,7 @@ def child_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
 
     describe = describe_parent(spec)
 
-    def rows() -> Iterator[list[dict[str, Any]]]:
+    def rows() -> Iterator[list[dict[str, Any]] | pa.Table]:
         if spec.arrow_row:
             yield from batched_tables(arrow_children(ctx, spec, describe))
             return

@@ -358,7 +358,8 @@ def mark_deleted(pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[s
             if table not in schema.tables or DELETED_AT not in schema.get_table_columns(table):
                 continue
             if "_dlt_load_id" not in schema.get_table_columns(table):
-                # an Arrow table loaded outside `load` (and its run settings): nothing tells this run's rows
+                # nothing tells this run's rows (an Arrow table without the load-id hint); rows whose load id
+                # is NULL (Arrow rows loaded outside `load`) are never marked either: NULL NOT IN (...) is NULL
                 logger.warning("%s: no _dlt_load_id column, so vanished rows cannot be told; not marked", table)
                 continue
             qualified = client.make_qualified_table_name(table)

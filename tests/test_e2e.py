@@ -212,9 +212,9 @@ def test_attribute_batches_of_several_people_pages_stay_within_concurrency(tmp_p
     assert loader.duplicates("customer_attributes") == 0
 
 
-def test_mark_deleted_skips_an_arrow_table_loaded_without_load_ids(loader, tiny_server, monkeypatch):
-    """`pipeline.run` outside `load` (no run settings) loads segment members without `_dlt_load_id`:
-    delete marking leaves that table alone instead of failing the run (an Airflow task did)."""
+def test_mark_deleted_after_a_run_without_load_ids_marks_nothing(loader, tiny_server, monkeypatch):
+    """`pipeline.run` outside `load` (no run settings, as Airflow's and Dagster's own runs were) loads segment
+    members without load ids: delete marking then neither fails (an Airflow task did) nor marks live rows."""
     from customerio_source import customerio_source, runner
 
     from .conftest import API_KEY
@@ -224,10 +224,12 @@ def test_mark_deleted_skips_an_arrow_table_loaded_without_load_ids(loader, tiny_
     source = customerio_source(api_key=API_KEY, base_url=loader.base_url, tables=["segments", "segment_memberships"],
                                rate_limit=0)
     info = pipeline.run(source)
-    assert not loader.has_column("segment_memberships", "_dlt_load_id")
+    assert loader.query("SELECT COUNT(_dlt_load_id) FROM {ds}.segment_memberships") == [(0,)]
     marked = runner.mark_deleted(pipeline, ["segments", "segment_memberships"], info.loads_ids)
-    assert marked == {"segments": 0}
-    assert loader.count("segment_memberships") == len(tiny_server.workspace.expected_keys("segment_memberships"))
+    assert marked == {"segments": 0, "segment_memberships": 0}
+    members = len(tiny_server.workspace.expected_keys("segment_memberships"))
+    assert loader.count("segment_memberships") == members
+    assert loader.query("SELECT COUNT(*) FROM {ds}.segment_memberships WHERE _cio_deleted_at IS NULL") == [(members,)]
 
 
 def test_arrow_tables_fit_tables_loaded_from_earlier_versions(loader, tiny_server):
