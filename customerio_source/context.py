@@ -144,13 +144,15 @@ class Turns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
-    def wait(self) -> Iterator[None]:
-        """Yield None until the turn is free, then take it (release with :meth:`done`)."""
+    def take(self, results: Iterator[T]) -> Iterator[T | None]:
+        """None until the turn is free, then the items of ``results`` (a generator, so nothing starts before
+        the turn); the turn passes on when they are done or the generator is closed."""
         while not self._lock.acquire(blocking=False):
             yield None
-
-    def done(self) -> None:
-        self._lock.release()
+        try:
+            yield from results
+        finally:
+            self._lock.release()
 
 
 def _single(fn: Callable[[T], R], item: T) -> Iterator[R]:

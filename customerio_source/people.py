@@ -173,15 +173,8 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
         cut = len(held) if end.is_last(page) else len(held) - len(held) % ATTRIBUTES_BATCH
         batches = [held[i : i + ATTRIBUTES_BATCH] for i in range(0, cut, ATTRIBUTES_BATCH)]
         del held[:cut]
-        if not batches:
-            return
-        yield from turns.wait()
-        try:
-            for rows in ctx.map_unordered(fetch, batches):
-                if rows:
-                    yield rows
-        finally:
-            turns.done()
+        if batches:
+            yield from turns.take(rows for rows in ctx.map_unordered(fetch, batches) if rows)
 
     columns = attribute_table_columns(promoted)
     return dlt.transformer(
@@ -271,13 +264,7 @@ def per_person_transformer(ctx: RunContext, people: DltResource, name: str) -> D
 
     def per_page(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         describe = lambda person: f"person cio_{person.get('cio_id')} (for {name})"  # noqa: E731
-        yield from turns.wait()
-        try:
-            for rows in ctx.map_unordered(skip_missing(read, describe), page):
-                if rows:
-                    yield rows
-        finally:
-            turns.done()
+        yield from turns.take(rows for rows in ctx.map_unordered(skip_missing(read, describe), page) if rows)
 
     columns = timestamp_columns(conf["timestamps"])
     if spec.full_reread:

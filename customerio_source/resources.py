@@ -95,7 +95,7 @@ def arrow_children(
 def with_parent_columns(page: pa.Table, parent: dict[str, Any], columns: dict[str, str]) -> pa.Table:
     """The page with each of ``columns`` (child column -> parent field) set to the parent's value."""
     for column, source in columns.items():
-        page = page.append_column(column, pa.array([parent.get(source)] * page.num_rows))
+        page = page.append_column(column, pa.repeat(parent.get(source), page.num_rows))
     return page
 
 

@@ -67,7 +67,6 @@ def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadIn
     Packages an interrupted run (a crash, a kill, a failed load) left behind are loaded first, then this
     run extracts and loads as usual.
     """
-    bound_process_memory()
     with run_defaults(pipeline):
         finish_interrupted(pipeline)
         tables = complete_tables(source)
@@ -292,7 +291,8 @@ def duckdb_settings(load_workers: int) -> dict[str, Any]:
 
 @contextmanager
 def run_defaults(pipeline: dlt.Pipeline) -> Iterator[None]:
-    """This module's defaults for the dlt settings the user did not configure (env or config), for one run.
+    """This module's defaults for the dlt settings the user did not configure (env or config), for one run,
+    in a process whose memory is bounded (:func:`bound_process_memory`).
 
     * dlt flushes its extract and normalize buffers every 1000 rows, not 5000: each table being written
       keeps a buffer, and a person's attributes row is kilobytes of JSON (`large`: 534 -> 494 MB peak);
@@ -306,8 +306,9 @@ def run_defaults(pipeline: dlt.Pipeline) -> Iterator[None]:
     provider on the next pipeline of the same process) and are removed (or restored) when the run ends,
     so the next pipeline of an Airflow or Dagster worker starts from the user's configuration.
     """
+    bound_process_memory()
     set_here: list[str] = []
-    previous = {ARROW_LOAD_ID_ENV: os.environ.get(ARROW_LOAD_ID_ENV)}
+    previous_load_id = os.environ.get(ARROW_LOAD_ID_ENV)
     os.environ[ARROW_LOAD_ID_ENV] = "true"
 
     def default(env_name: str, config_key: str, value: str) -> None:
@@ -327,11 +328,10 @@ def run_defaults(pipeline: dlt.Pipeline) -> Iterator[None]:
     finally:
         for env_name in set_here:
             os.environ.pop(env_name, None)
-        for env_name, value in previous.items():
-            if value is None:
-                os.environ.pop(env_name, None)
-            else:
-                os.environ[env_name] = value
+        if previous_load_id is None:
+            os.environ.pop(ARROW_LOAD_ID_ENV, None)
+        else:
+            os.environ[ARROW_LOAD_ID_ENV] = previous_load_id
 
 
 def preferred_file_format(pipeline: dlt.Pipeline) -> str | None:

@@ -56,7 +56,7 @@ from dlt.pipeline.pipeline import Pipeline
 
 from customerio_source import customerio_source
 from customerio_source.catalogue import CATALOGUE, default_tables
-from customerio_source.runner import bound_process_memory, complete_tables, mark_deleted, run_defaults
+from customerio_source.runner import complete_tables, mark_deleted, run_defaults
 from customerio_source.warehouse import apply_bigquery_hints
 
 PIPELINE_NAME = "customerio"
@@ -195,7 +195,6 @@ class CustomerIOTasksGroup(PipelineTasksGroup):
         truncate_staging_destination: bool | None = None,
     ) -> None:
         wipe, self.wipe_local_data = self.wipe_local_data, False  # keep the schema until deletes are marked
-        bound_process_memory()
         try:
             with run_defaults(pipeline):  # the run settings of `customerio_source.load`
                 super()._run(

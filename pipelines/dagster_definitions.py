@@ -46,7 +46,7 @@ from dlt.pipeline.pipeline import Pipeline
 
 from customerio_source import customerio_source
 from customerio_source.catalogue import CATALOGUE, default_tables
-from customerio_source.runner import bound_process_memory, complete_tables, mark_deleted, run_defaults
+from customerio_source.runner import complete_tables, mark_deleted, run_defaults
 from customerio_source.warehouse import apply_bigquery_hints
 
 DESTINATION = os.environ.get("CUSTOMERIO_DESTINATION", "duckdb")
@@ -125,7 +125,6 @@ def run_and_mark(context: AssetExecutionContext, dlt: DagsterDltResource, source
     delete marking as there."""
     pipeline = _asset_pipeline(context)
     tables = complete_tables(source)
-    bound_process_memory()
     with run_defaults(pipeline):
         yield from dlt.run(context=context, dlt_source=source)
     trace = pipeline.last_trace
