@@ -15,7 +15,8 @@ from typing import Any
 
 import dlt
 
-from .errors import AuthError, ConfigError, CustomerIOError
+from .errors import AuthError, ConfigError, CustomerIOError, LoadFailed, PendingPackageFailed
+from .failures import failed_table, root_cause, root_message
 from .runner import client_of, load
 from .source import API_KEY_ENV, customerio_source
 from .warehouse import apply_bigquery_hints
@@ -23,6 +24,7 @@ from .warehouse import apply_bigquery_hints
 DESTINATIONS = ("duckdb", "postgres", "bigquery")
 SCALES = ("tiny", "small", "large")
 DEMO_API_KEY = "demo-app-api-key"
+EXIT_CONFIG, EXIT_AUTH, EXIT_PENDING = 2, 3, 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--base-url", default=None, help="override the API root (proxy, simulator)")
     parser.add_argument("--full-refresh", action="store_true", help="drop this source's tables and state first")
+    parser.add_argument(
+        "--drop-pending",
+        action="store_true",
+        help="drop load packages an earlier run left unloaded (a package that keeps failing), then run as usual",
+    )
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second (default 10)")
     parser.add_argument("--metrics-periods", default=None, help="default periods for metrics tables (default days)")
     parser.add_argument(
@@ -172,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
             dataset_name=args.dataset_name,
         )
         check_destination(pipeline)
+        if args.drop_pending:
+            drop_pending(pipeline)
         if args.destination == "bigquery":
             apply_bigquery_hints(source)
         client = client_of(source)
@@ -259,16 +268,56 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def root_cause(exc: BaseException) -> BaseException:
-    """The CustomerIOError behind dlt's wrappers (PipelineStepFailed, ResourceExtractionError...), if any."""
-    seen = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, CustomerIOError):
-            return current
-        seen.add(id(current))
-        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
-    return exc
+def drop_pending(pipeline: dlt.Pipeline) -> None:
+    """Drop the packages an earlier run extracted but did not load; their rows are read again by this run."""
+    pending = [*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()]
+    if not pending:
+        print("no pending load packages to drop", file=sys.stderr)
+        return
+    pipeline.drop_pending_packages()
+    print(
+        f"dropped {len(pending)} pending load package(s) ({', '.join(pending)}); this run reads their rows again",
+        file=sys.stderr,
+    )
+
+
+def failure_report(exc: BaseException, argv: Sequence[str]) -> tuple[str, int]:
+    """The one line shown for a failed run, and the exit code (2 bad input, 3 rejected key, 4 a pending
+    package that fails again, 1 otherwise)."""
+    cause = root_cause(exc)
+    if isinstance(cause, PendingPackageFailed):
+        again = " ".join(["customerio-pipeline", *[a for a in argv if a != "--drop-pending"]])
+        return (
+            f"{cause}. Fix the cause and run again to retry it, or drop it and read its rows again: "
+            f"{again} --drop-pending",
+            EXIT_PENDING,
+        )
+    if isinstance(cause, LoadFailed):
+        return f"{cause}. The package is kept: the next run retries it first (--drop-pending drops it)", 1
+    if isinstance(cause, CustomerIOError):
+        code = EXIT_CONFIG if isinstance(cause, ConfigError) else EXIT_AUTH if isinstance(cause, AuthError) else 1
+        return str(cause), code
+    table = failed_table(exc)
+    step = getattr(exc, "step", None)
+    where = f"{step} step" if isinstance(step, str) else ""
+    if table:
+        where = f"{where} of {table}" if where else table
+    message = root_message(exc)
+    return (f"{where} failed: {message}" if where else message), 1
+
+
+def quiet_tracebacks() -> None:
+    """Without --debug nothing prints a traceback: dlt logs only critical lines, and an exception that
+    escapes a thread prints one line."""
+    os.environ["RUNTIME__LOG_LEVEL"] = "CRITICAL"
+    logging.getLogger("dlt").setLevel(logging.CRITICAL)
+
+    def one_line(hook_args: threading.ExceptHookArgs) -> None:
+        if hook_args.exc_value is not None:
+            print(f"warning: thread {getattr(hook_args.thread, 'name', '?')}: {root_message(hook_args.exc_value)}",
+                  file=sys.stderr)
+
+    threading.excepthook = one_line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,8 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "simulate":
         return simulate_main(argv[1:])
     args = build_parser().parse_args(argv)
-    # dlt's own warnings would break the one-line error contract; --debug shows everything
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if args.debug else "ERROR")
+    # dlt's own logging (its job retries print whole tracebacks) would break the one-line error contract;
+    # --debug shows everything
+    if args.debug:
+        os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG")
+    else:
+        quiet_tracebacks()
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -287,12 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line, the traceback only with --debug
-        cause = root_cause(exc)
         if args.debug:
             traceback.print_exc()
-        message = str(cause) if isinstance(cause, CustomerIOError) else _first_line(cause)
+        message, code = failure_report(exc, argv)
         print(f"error: {message}", file=sys.stderr)
-        return 2 if isinstance(cause, ConfigError) else 3 if isinstance(cause, AuthError) else 1
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

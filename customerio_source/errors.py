@@ -34,3 +34,16 @@ class RetriesExhausted(ApiError):
 
 class PaginationError(ApiError):
     """The API returned a cursor it had already returned: paging would loop forever."""
+
+
+class LoadFailed(CustomerIOError):
+    """A load job kept failing; its package stays pending, so the next run retries it first."""
+
+    def __init__(self, message: str, load_ids: list[str] | None = None, table: str | None = None) -> None:
+        super().__init__(message)
+        self.load_ids = list(load_ids or [])
+        self.table = table
+
+
+class PendingPackageFailed(LoadFailed):
+    """A package an earlier run left behind failed again when this run tried to finish it."""

@@ -15,8 +15,9 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +26,8 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract.source import DltSource
 
 from .catalogue import CATALOGUE
+from .errors import LoadFailed, PendingPackageFailed
+from .failures import failed_table, is_out_of_memory, root_message
 from .transform import DELETED_AT
 
 logger = logging.getLogger("customerio_source")
@@ -65,18 +68,20 @@ def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadIn
     """Run the pipeline and mark rows that vanished from completely read tables.
 
     Packages an interrupted run (a crash, a kill, a failed load) left behind are loaded first, then this
-    run extracts and loads as usual.
+    run extracts and loads as usual. A load job that runs DuckDB out of memory under the limit this module
+    chose is loaded again once with the limit lifted (:func:`load_step`). A load that still fails raises
+    :class:`LoadFailed` (:class:`PendingPackageFailed` for a package left behind) with one line naming the
+    table and the cause; its package stays pending for the next run, or ``pipeline.drop_pending_packages()``.
     """
-    with run_defaults(pipeline):
-        finish_interrupted(pipeline)
+    with run_defaults(pipeline) as settings:
+        finish_interrupted(pipeline, settings)
         tables = complete_tables(source)
         if "loader_file_format" not in run_kwargs:
             file_format = preferred_file_format(pipeline)
             if file_format:
                 run_kwargs["loader_file_format"] = file_format
         appended = append_new_tables(pipeline, source)
-        info = pipeline.run(source, **run_kwargs)
-        info.raise_on_failed_jobs()
+        info = load_step(pipeline, settings, lambda: pipeline.run(source, **run_kwargs))
         if appended and info.loads_ids:
             remove_duplicate_keys(pipeline, appended)
         if tables and info.loads_ids:
@@ -89,6 +94,63 @@ def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadIn
         if followers and info.loads_ids:
             mark_followers_deleted(pipeline, followers)
     return info
+
+
+def load_step(pipeline: dlt.Pipeline, settings: RunSettings, step: Callable[[], LoadInfo | None]) -> LoadInfo:
+    """Run ``step`` (``pipeline.run(...)``); a load job DuckDB could not fit in the limit this module chose
+    is loaded again once, with the limit lifted (``RunSettings.lift_duckdb_limit``), saying so in one line.
+
+    Any other failure of the load step, or a second one, raises :class:`LoadFailed` naming the table, the
+    cause and the limit in force; failures of other steps propagate unchanged.
+    """
+    try:
+        info = step()
+        if info is not None:
+            info.raise_on_failed_jobs()
+        return info
+    except Exception as exc:  # noqa: BLE001 - sorted below; anything else is re-raised as it is
+        if not _failed_in_load(exc):
+            raise
+        first = exc
+    table = failed_table(first) or "a table"
+    if not (is_out_of_memory(first) and settings.can_lift_duckdb_limit):
+        raise load_failed(pipeline, first, settings) from first
+    before = settings.duckdb_limit_text
+    lifted = settings.lift_duckdb_limit()
+    logger.warning(
+        "%s: DuckDB ran out of memory at the %s limit this connector set; loading it again with the limit "
+        "lifted to %s (half of this machine's memory)",
+        table, before, lifted,
+    )
+    try:
+        info = pipeline.load()
+        info.raise_on_failed_jobs()
+        return info
+    except Exception as exc:  # noqa: BLE001
+        if not _failed_in_load(exc):
+            raise
+        raise load_failed(pipeline, exc, settings) from exc
+
+
+def _failed_in_load(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of dlt's load step (a job that failed or kept failing)."""
+    return getattr(exc, "step", None) == "load" or failed_table(exc) is not None
+
+
+def load_failed(pipeline: dlt.Pipeline, exc: BaseException, settings: RunSettings) -> LoadFailed:
+    """One line for a load that failed: table, cause, and the DuckDB memory limit when memory was the cause."""
+    table = failed_table(exc)
+    cause = root_message(exc)
+    if is_out_of_memory(exc):
+        cause = f"DuckDB out of memory at the {settings.duckdb_limit_text} limit ({cause})"
+    pending = pending_load_ids(pipeline)
+    where = f"loading {table}" if table else "the load step"
+    return LoadFailed(f"{where} failed: {cause}", load_ids=pending, table=table)
+
+
+def pending_load_ids(pipeline: dlt.Pipeline) -> list[str]:
+    """Load ids of the packages extracted or normalized but not loaded yet."""
+    return [*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()]
 
 
 APPEND_WHEN_NEW = ("deliveries",)
@@ -165,7 +227,7 @@ def mark_followers_deleted(pipeline: dlt.Pipeline, followers: dict[str, str]) ->
             )
 
 
-def finish_interrupted(pipeline: dlt.Pipeline) -> LoadInfo | None:
+def finish_interrupted(pipeline: dlt.Pipeline, settings: RunSettings | None = None) -> LoadInfo | None:
     """Load the packages an interrupted run left behind (extracted or partly loaded); None if there are none.
 
     Left to itself, dlt's ``run(source)`` would load them and return *without extracting the source*, and
@@ -173,14 +235,24 @@ def finish_interrupted(pipeline: dlt.Pipeline) -> LoadInfo | None:
     deletes are not marked from them, and the caller's run follows. A load job that committed just before
     the process died is run again on resume, so its rows can be in the staging dataset twice, and dlt's
     merge of a table with nested tables copies both (same ``_dlt_id``): those repeated rows are removed.
+
+    A package that fails again raises :class:`PendingPackageFailed` (table, cause, load ids): retry once
+    the cause is fixed, or drop it (``pipeline.drop_pending_packages()``); its rows are read again by the
+    next run, since the state it carries was never committed.
     """
     if not pipeline.has_pending_data:
         return None
-    pending = [*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()]
+    pending = pending_load_ids(pipeline)
     logger.warning("finishing %d load package(s) an interrupted run left behind: %s", len(pending), ", ".join(pending))
-    info = pipeline.run()
+    try:
+        info = load_step(pipeline, settings or RunSettings(), pipeline.run)
+    except LoadFailed as exc:
+        raise PendingPackageFailed(
+            f"a load package an earlier run left behind ({', '.join(exc.load_ids or pending)}) fails again: {exc}",
+            load_ids=exc.load_ids or pending,
+            table=exc.table,
+        ) from exc
     if info is not None:
-        info.raise_on_failed_jobs()
         remove_repeated_rows(pipeline)
         if pipeline.destination is not None and pipeline.destination.destination_name == "duckdb":
             # a first load appends (append_new_tables): a resumed append job may have copied its rows twice
@@ -239,13 +311,17 @@ def remove_repeated_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
 FAST_FORMATS = ("parquet",)
 DUCKDB_MEMORY_MB_PER_JOB = 64
 DUCKDB_SETTINGS = {"preserve_insertion_order": False}
-"""DuckDB takes 80% of RAM by default and a large merge uses it; capped (``duckdb_settings``), it spills to
-disk instead. The load step's peak memory follows the cap (`large`, one load job at a time: 128 MB ->
-~430 MB peak RSS, 64 MB -> ~330-345). The cap is per load job running at once: load jobs share one DuckDB
-instance, and four jobs under one 64 MB cap failed merges with "Out of Memory". Without insertion order
-DuckDB loads parquet in parallel and with less memory (400k deliveries: 2.8 -> 1.4 s). Nothing here reads
-rows back in insertion order within one statement: of two rows with one key in the same file, either may
-stay (dlt's merge makes the same choice)."""
+"""DuckDB takes 80% of RAM by default and a large merge uses it; capped (``duckdb_settings``), it spills what
+it can to ``temp_directory`` (a folder in the pipeline's working folder) and keeps the load step's peak
+memory low. Some operators of a merge (the delete's semi join, the deduplicating window) need memory that
+grows with the table, so no fixed cap fits every workspace: a job that runs out of memory under this cap is
+loaded again with the cap lifted (:func:`load_step`, ``DUCKDB_LIFTED_SHARE``). The cap is per load job
+running at once: load jobs share one DuckDB instance. Without insertion order DuckDB loads parquet in
+parallel and with less memory. Nothing here reads rows back in insertion order within one statement: of two
+rows with one key in the same file, either may stay (dlt's merge makes the same choice)."""
+DUCKDB_LIFTED_SHARE = 0.5
+"""After an out-of-memory failure, DuckDB may use this share of the machine's (or the container's) memory."""
+DUCKDB_SPILL_FOLDER = "duckdb_spill"
 DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_LOAD_WORKERS = 1
 """Load jobs one at a time into DuckDB: it is one file with one writer and parallelizes each statement
@@ -269,8 +345,6 @@ def bound_process_memory() -> None:
     * Arrow's default pool (mimalloc) keeps freed pages per thread: Arrow allocates from the system
       allocator instead (unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses a pool; importing this package sets
       that default when pyarrow is not imported yet, which is when it works best).
-
-    Measured at `large` (full sync): extract peak 423 -> 331-370 MB, same speed.
     """
     if not os.environ.get("MALLOC_ARENA_MAX"):
         try:
@@ -283,21 +357,98 @@ def bound_process_memory() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
 
 
+CGROUP_MEMORY_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
-def duckdb_settings(load_workers: int) -> dict[str, Any]:
+
+def machine_memory_mb() -> int:
+    """The memory this process can have: physical memory, or a container's (cgroup) limit when smaller."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
+        total = 4 * 1024**3
+    for path in CGROUP_MEMORY_FILES:
+        try:
+            with open(path) as handle:
+                value = handle.read().strip()
+        except OSError:
+            continue
+        if value.isdigit():
+            total = min(total, int(value))
+    return max(1, total // 2**20)
+
+
+def duckdb_settings(load_workers: int, spill_dir: str | None = None, memory_mb: int | None = None) -> dict[str, Any]:
     """DuckDB's settings for a load with ``load_workers`` jobs at once (see ``DUCKDB_SETTINGS``)."""
-    return {"memory_limit": f"{DUCKDB_MEMORY_MB_PER_JOB * max(1, load_workers)}MB", **DUCKDB_SETTINGS}
+    limit = memory_mb or DUCKDB_MEMORY_MB_PER_JOB * max(1, load_workers)
+    settings: dict[str, Any] = {"memory_limit": f"{limit}MB", **DUCKDB_SETTINGS}
+    if spill_dir:
+        settings["temp_directory"] = spill_dir
+    return settings
+
+
+def memory_text(megabytes: int) -> str:
+    """``64 MB``, ``12.0 GB``."""
+    return f"{megabytes / 1024:.1f} GB" if megabytes >= 1024 else f"{megabytes} MB"
+
+
+@dataclass
+class RunSettings:
+    """What :func:`run_defaults` chose for one run (the DuckDB memory limit, when this module set it)."""
+
+    duckdb_limit_mb: int | None = None
+    """The limit this module set; None where the user configured DuckDB, or the destination is another."""
+    duckdb_workers: int = DUCKDB_LOAD_WORKERS
+    spill_dir: str | None = None
+    lifted: bool = False
+    user_limit: str | None = None
+    set_env: list[str] = field(default_factory=list)
+
+    @property
+    def can_lift_duckdb_limit(self) -> bool:
+        """Whether an out-of-memory job may be loaded again with a higher limit (once, and only ours)."""
+        return self.duckdb_limit_mb is not None and not self.lifted
+
+    @property
+    def duckdb_limit_text(self) -> str:
+        if self.duckdb_limit_mb is not None:
+            return memory_text(self.duckdb_limit_mb)
+        return f"{self.user_limit} (configured)" if self.user_limit else "configured"
+
+    def lift_duckdb_limit(self) -> str:
+        """Raise this run's DuckDB limit to ``DUCKDB_LIFTED_SHARE`` of the machine's memory; return it as text.
+
+        dlt resolves the destination's configuration for every load step, so the next ``pipeline.load()``
+        opens DuckDB with the new limit.
+        """
+        lifted = max(self.duckdb_limit_mb or 0, int(machine_memory_mb() * DUCKDB_LIFTED_SHARE))
+        os.environ[DUCKDB_GLOBAL_CONFIG_ENV] = json.dumps(duckdb_settings(self.duckdb_workers, self.spill_dir, lifted))
+        self.duckdb_limit_mb = lifted
+        self.lifted = True
+        return memory_text(lifted)
+
+
+def _configured_duckdb_limit() -> str | None:
+    """The ``memory_limit`` of a DuckDB ``global_config`` the user configured, if any."""
+    raw = os.environ.get(DUCKDB_GLOBAL_CONFIG_ENV) or dlt.config.get("destination.duckdb.credentials.global_config")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    if isinstance(raw, dict) and raw.get("memory_limit"):
+        return str(raw["memory_limit"])
+    return None
 
 
 @contextmanager
-def run_defaults(pipeline: dlt.Pipeline) -> Iterator[None]:
+def run_defaults(pipeline: dlt.Pipeline) -> Iterator[RunSettings]:
     """This module's defaults for the dlt settings the user did not configure (env or config), for one run,
-    in a process whose memory is bounded (:func:`bound_process_memory`).
+    in a process whose memory is bounded (:func:`bound_process_memory`); yields what was chosen.
 
     * dlt flushes its extract and normalize buffers every 1000 rows, not 5000: each table being written
-      keeps a buffer, and a person's attributes row is kilobytes of JSON (`large`: 534 -> 494 MB peak);
+      keeps a buffer, and a person's attributes row is kilobytes of JSON;
     * DuckDB: one load job at a time (``DUCKDB_LOAD_WORKERS``) and :func:`duckdb_settings` for the number
-      of load jobs configured.
+      of load jobs configured, spilling into the pipeline's working folder.
 
     One setting is required, not a default, and holds for the run whatever is configured: Arrow tables get
     `_dlt_load_id` (``ARROW_LOAD_ID_ENV``).
@@ -307,26 +458,32 @@ def run_defaults(pipeline: dlt.Pipeline) -> Iterator[None]:
     so the next pipeline of an Airflow or Dagster worker starts from the user's configuration.
     """
     bound_process_memory()
-    set_here: list[str] = []
+    settings = RunSettings()
     previous_load_id = os.environ.get(ARROW_LOAD_ID_ENV)
     os.environ[ARROW_LOAD_ID_ENV] = "true"
 
-    def default(env_name: str, config_key: str, value: str) -> None:
+    def default(env_name: str, config_key: str, value: str) -> bool:
         if os.environ.get(env_name) or dlt.config.get(config_key):
-            return
+            return False
         os.environ[env_name] = value
-        set_here.append(env_name)
+        settings.set_env.append(env_name)
+        return True
 
     default(WRITER_BUFFER_ENV, "data_writer.buffer_max_items", str(WRITER_BUFFER_ROWS))
     if pipeline.destination is not None and pipeline.destination.destination_name == "duckdb":
         default(LOAD_WORKERS_ENV, "load.workers", str(DUCKDB_LOAD_WORKERS))
         workers = int(os.environ.get(LOAD_WORKERS_ENV) or dlt.config.get("load.workers") or DUCKDB_LOAD_WORKERS)
-        default(DUCKDB_GLOBAL_CONFIG_ENV, "destination.duckdb.credentials.global_config",
-                json.dumps(duckdb_settings(workers)))
+        spill_dir = os.path.join(pipeline.working_dir, DUCKDB_SPILL_FOLDER)
+        settings.user_limit = _configured_duckdb_limit()
+        if default(DUCKDB_GLOBAL_CONFIG_ENV, "destination.duckdb.credentials.global_config",
+                   json.dumps(duckdb_settings(workers, spill_dir))):
+            settings.duckdb_limit_mb = DUCKDB_MEMORY_MB_PER_JOB * max(1, workers)
+            settings.duckdb_workers = workers
+            settings.spill_dir = spill_dir
     try:
-        yield
+        yield settings
     finally:
-        for env_name in set_here:
+        for env_name in settings.set_env:
             os.environ.pop(env_name, None)
         if previous_load_id is None:
             os.environ.pop(ARROW_LOAD_ID_ENV, None)

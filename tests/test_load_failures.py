@@ -1,0 +1,153 @@
+"""Loads that fail where they should bend: a DuckDB memory cap, a package that keeps failing, one error line.
+
+A load job that always fails is made by breaking the destination table between two runs: `campaigns.name`
+becomes an INTEGER column, so dlt's merge of the next package fails terminally on every try.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import dlt
+import duckdb
+import pyarrow as pa
+import pytest
+
+from customerio_source import runner
+from customerio_source.errors import LoadFailed
+
+from .conftest import API_KEY, run_cli
+
+
+def cli(tiny_server, tmp_path, *args: str, env: dict[str, str] | None = None):
+    return run_cli(
+        ["--base-url", tiny_server.base_url, "--rate-limit", "0", *args],
+        tmp_path,
+        {"CUSTOMERIO_APP_API_KEY": API_KEY, **(env or {})},
+    )
+
+
+def break_campaigns_table(database: str) -> None:
+    """Give `campaigns.name` a type no campaign name converts to: every later merge of campaigns fails."""
+    with duckdb.connect(database) as con:
+        con.execute("CREATE TABLE customerio.campaigns_kept AS SELECT * FROM customerio.campaigns")
+        con.execute("DELETE FROM customerio.campaigns")
+        con.execute("ALTER TABLE customerio.campaigns ALTER name SET DATA TYPE INTEGER USING NULL")
+
+
+def repair_campaigns_table(database: str) -> None:
+    with duckdb.connect(database) as con:
+        con.execute("ALTER TABLE customerio.campaigns ALTER name SET DATA TYPE VARCHAR")
+        con.execute("INSERT INTO customerio.campaigns SELECT * FROM customerio.campaigns_kept")
+        con.execute("DROP TABLE customerio.campaigns_kept")
+
+
+def count(database: str, table: str) -> int:
+    with duckdb.connect(database, read_only=True) as con:
+        return con.execute(f"SELECT COUNT(*) FROM customerio.{table}").fetchone()[0]
+
+
+def test_a_package_that_keeps_failing_does_not_wedge_the_pipeline(tiny_server, tmp_path):
+    database = str(tmp_path / "customerio_warehouse.duckdb")
+    campaigns = tiny_server.workspace.expected_count("campaigns")
+    segments = tiny_server.workspace.expected_count("segments")
+    assert cli(tiny_server, tmp_path, "--tables", "campaigns").returncode == 0
+    break_campaigns_table(database)
+
+    failed = cli(tiny_server, tmp_path, "--tables", "campaigns")
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stderr and "ERROR" not in failed.stderr, failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: loading campaigns failed: ") and "Conversion Error" in last, last
+    assert "next run retries it first" in last
+
+    # the next run, even of another table, retries the stuck package first: one line, exit 4, what to do
+    stuck = cli(tiny_server, tmp_path, "--tables", "segments")
+    assert stuck.returncode == 4, stuck.stderr
+    assert "Traceback" not in stuck.stderr
+    last = stuck.stderr.strip().splitlines()[-1]
+    assert "an earlier run left behind" in last and "loading campaigns failed" in last, last
+    assert "--tables segments --drop-pending" in last, last
+
+    # path 1: drop it; this run goes on and loads what it was asked for, the broken table is left alone
+    dropped = cli(tiny_server, tmp_path, "--tables", "segments", "--drop-pending")
+    assert dropped.returncode == 0, dropped.stderr
+    assert "dropped 1 pending load package(s)" in dropped.stderr
+    assert count(database, "segments") == segments and count(database, "campaigns") == 0
+
+    # path 2: a package stuck again is retried by a plain run once its cause is fixed
+    assert cli(tiny_server, tmp_path, "--tables", "campaigns").returncode == 1
+    repair_campaigns_table(database)
+    retried = cli(tiny_server, tmp_path, "--tables", "segments")
+    assert retried.returncode == 0, retried.stderr
+    assert "finishing 1 load package(s)" in retried.stderr
+    assert count(database, "campaigns") == campaigns and count(database, "segments") == segments
+    with duckdb.connect(database, read_only=True) as con:
+        assert con.execute("SELECT COUNT(*) - COUNT(DISTINCT id) FROM customerio.campaigns").fetchone()[0] == 0
+
+
+def test_a_memory_limit_the_user_chose_is_kept_and_named(tiny_server, tmp_path):
+    """A user's own DuckDB memory_limit is never lifted; the error line names it and the table."""
+    env = {runner.DUCKDB_GLOBAL_CONFIG_ENV: '{"memory_limit": "1MB", "threads": 1}'}
+    failed = cli(tiny_server, tmp_path, "--tables", "campaigns,messages", env=env)
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert "DuckDB out of memory at the 1MB (configured) limit" in last, last
+    # at 1 MB even creating the tables fails: the line names the step then (a job's failure names its table)
+    assert last.startswith(("error: loading ", "error: the load step failed: ")), last
+
+
+MEMBERS = 300_000
+
+
+@dlt.source(name="memory_test")
+def members_source():
+    @dlt.resource(primary_key=("segment_id", "cio_id"), write_disposition="merge", name="members")
+    def members():
+        for start in range(0, MEMBERS, 100_000):
+            ids = range(start, start + 100_000)
+            yield pa.table({"segment_id": pa.array([i % 7 for i in ids], pa.int64()),
+                            "cio_id": pa.array([f"cio_{i:012d}" for i in ids])})
+
+    return members
+
+
+def test_a_merge_over_the_connectors_memory_cap_is_loaded_again_with_the_cap_lifted(tmp_path, monkeypatch, caplog):
+    """The cap this module sets is lifted once for a job that needs more; the rows all land."""
+    monkeypatch.setattr(runner, "DUCKDB_MEMORY_MB_PER_JOB", 4)  # far below what this merge needs
+    monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    database = str(tmp_path / "members.duckdb")
+    pipeline = dlt.pipeline(
+        "memory_test", pipelines_dir=str(tmp_path / "p"), destination=dlt.destinations.duckdb(database),
+        dataset_name="customerio",
+    )
+    with caplog.at_level(logging.WARNING, logger="customerio_source"):
+        runner.load(pipeline, members_source())
+        runner.load(pipeline, members_source())  # a real merge: the table has every row already
+    lifted = [r.getMessage() for r in caplog.records if "ran out of memory" in r.getMessage()]
+    assert lifted and all(m.startswith("members: DuckDB ran out of memory at the 4 MB limit") for m in lifted), lifted
+    assert count(database, "members") == MEMBERS
+    with duckdb.connect(database, read_only=True) as con:
+        keys = con.execute("SELECT COUNT(DISTINCT (segment_id, cio_id)) FROM customerio.members").fetchone()[0]
+    assert keys == MEMBERS
+    assert runner.DUCKDB_GLOBAL_CONFIG_ENV not in os.environ  # the run's settings do not outlive it
+
+
+def test_a_merge_that_fails_again_after_the_lift_raises_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "DUCKDB_MEMORY_MB_PER_JOB", 4)
+    monkeypatch.setattr(runner, "DUCKDB_LIFTED_SHARE", 0.0)  # "lifted" to the same 4 MB
+    monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    pipeline = dlt.pipeline(
+        "memory_fail", pipelines_dir=str(tmp_path / "p"),
+        destination=dlt.destinations.duckdb(str(tmp_path / "m.duckdb")), dataset_name="customerio",
+    )
+    with pytest.raises(LoadFailed) as failure:
+        runner.load(pipeline, members_source())
+    message = str(failure.value)
+    assert message.startswith("loading members failed: DuckDB out of memory at the 4 MB limit"), message
+    assert "\n" not in message and failure.value.table == "members" and failure.value.load_ids
+    assert pipeline.has_pending_data  # kept for the next run (or drop_pending_packages)
