@@ -15,7 +15,7 @@ from typing import Any
 
 import dlt
 
-from .errors import AuthError, ConfigError, CustomerIOError, LoadFailed, PendingPackageFailed
+from .errors import AuthError, ConfigError, CustomerIOError, LoadFailed, PendingPackageFailed, PipelineBusy
 from .failures import failed_table, root_cause, root_message
 from .runner import client_of, load
 from .source import API_KEY_ENV, customerio_source
@@ -24,7 +24,7 @@ from .warehouse import apply_bigquery_hints
 DESTINATIONS = ("duckdb", "postgres", "bigquery")
 SCALES = ("tiny", "small", "large")
 DEMO_API_KEY = "demo-app-api-key"
-EXIT_CONFIG, EXIT_AUTH, EXIT_PENDING = 2, 3, 4
+EXIT_CONFIG, EXIT_AUTH, EXIT_PENDING, EXIT_BUSY = 2, 3, 4, 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,8 +179,6 @@ def run(args: argparse.Namespace) -> int:
             dataset_name=args.dataset_name,
         )
         check_destination(pipeline)
-        if args.drop_pending:
-            drop_pending(pipeline)
         if args.destination == "bigquery":
             apply_bigquery_hints(source)
         client = client_of(source)
@@ -189,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
             resource.add_map(progress.count(name))
         progress.start()
         try:
-            info = load(pipeline, source, refresh="drop_sources" if args.full_refresh else None)
+            info = load(
+                pipeline, source, drop_pending=args.drop_pending, refresh="drop_sources" if args.full_refresh else None
+            )
         finally:
             progress.stop()
         print_summary(pipeline, info, client.stats, time.monotonic() - started, args)
@@ -268,22 +268,9 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def drop_pending(pipeline: dlt.Pipeline) -> None:
-    """Drop the packages an earlier run extracted but did not load; their rows are read again by this run."""
-    pending = [*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()]
-    if not pending:
-        print("no pending load packages to drop", file=sys.stderr)
-        return
-    pipeline.drop_pending_packages()
-    print(
-        f"dropped {len(pending)} pending load package(s) ({', '.join(pending)}); this run reads their rows again",
-        file=sys.stderr,
-    )
-
-
 def failure_report(exc: BaseException, argv: Sequence[str]) -> tuple[str, int]:
     """The one line shown for a failed run, and the exit code (2 bad input, 3 rejected key, 4 a pending
-    package that fails again, 1 otherwise)."""
+    package that fails again, 5 another run of the pipeline is going, 1 otherwise)."""
     cause = root_cause(exc)
     if isinstance(cause, PendingPackageFailed):
         again = " ".join(["customerio-pipeline", *[a for a in argv if a != "--drop-pending"]])
@@ -292,6 +279,8 @@ def failure_report(exc: BaseException, argv: Sequence[str]) -> tuple[str, int]:
             f"{again} --drop-pending",
             EXIT_PENDING,
         )
+    if isinstance(cause, PipelineBusy):
+        return str(cause), EXIT_BUSY
     if isinstance(cause, LoadFailed):
         return f"{cause}. The package is kept: the next run retries it first (--drop-pending drops it)", 1
     if isinstance(cause, CustomerIOError):

@@ -47,3 +47,7 @@ class LoadFailed(CustomerIOError):
 
 class PendingPackageFailed(LoadFailed):
     """A package an earlier run left behind failed again when this run tried to finish it."""
+
+
+class PipelineBusy(CustomerIOError):
+    """Another run of the same pipeline (same working folder) is still going."""

@@ -26,8 +26,9 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract.source import DltSource
 
 from .catalogue import CATALOGUE
-from .errors import LoadFailed, PendingPackageFailed
+from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401 - raised by pipeline_lock
 from .failures import failed_table, is_out_of_memory, root_message
+from .lock import pipeline_lock
 from .transform import DELETED_AT
 
 logger = logging.getLogger("customerio_source")
@@ -64,16 +65,20 @@ def complete_tables(source: DltSource) -> list[str]:
     ]
 
 
-def load(pipeline: dlt.Pipeline, source: DltSource, **run_kwargs: Any) -> LoadInfo:
+def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, **run_kwargs: Any) -> LoadInfo:
     """Run the pipeline and mark rows that vanished from completely read tables.
 
     Packages an interrupted run (a crash, a kill, a failed load) left behind are loaded first, then this
-    run extracts and loads as usual. A load job that runs DuckDB out of memory under the limit this module
-    chose is loaded again once with the limit lifted (:func:`load_step`). A load that still fails raises
-    :class:`LoadFailed` (:class:`PendingPackageFailed` for a package left behind) with one line naming the
-    table and the cause; its package stays pending for the next run, or ``pipeline.drop_pending_packages()``.
+    run extracts and loads as usual; with ``drop_pending=True`` they are dropped instead (their rows are
+    read again: the state they carry was never committed). A second run of the same pipeline while this
+    one runs raises :class:`PipelineBusy` at once (:func:`pipeline_lock`). A load job that runs DuckDB out
+    of memory under the limit this module chose is loaded again once with the limit lifted
+    (:func:`load_step`). A load that still fails raises :class:`LoadFailed` (:class:`PendingPackageFailed`
+    for a package left behind) with one line naming the table and the cause; its package stays pending.
     """
-    with run_defaults(pipeline) as settings:
+    with pipeline_lock(pipeline), run_defaults(pipeline) as settings:
+        if drop_pending:
+            drop_pending_packages(pipeline)
         finish_interrupted(pipeline, settings)
         tables = complete_tables(source)
         if "loader_file_format" not in run_kwargs:
@@ -146,6 +151,17 @@ def load_failed(pipeline: dlt.Pipeline, exc: BaseException, settings: RunSetting
     pending = pending_load_ids(pipeline)
     where = f"loading {table}" if table else "the load step"
     return LoadFailed(f"{where} failed: {cause}", load_ids=pending, table=table)
+
+
+def drop_pending_packages(pipeline: dlt.Pipeline) -> list[str]:
+    """Drop the packages an earlier run extracted but did not load; return their load ids."""
+    pending = pending_load_ids(pipeline)
+    if pending:
+        pipeline.drop_pending_packages()
+        logger.warning(
+            "dropped %d pending load package(s) (%s); this run reads their rows again", len(pending), ", ".join(pending)
+        )
+    return pending
 
 
 def pending_load_ids(pipeline: dlt.Pipeline) -> list[str]:

@@ -151,3 +151,23 @@ def test_a_merge_that_fails_again_after_the_lift_raises_one_line(tmp_path, monke
     assert message.startswith("loading members failed: DuckDB out of memory at the 4 MB limit"), message
     assert "\n" not in message and failure.value.table == "members" and failure.value.load_ids
     assert pipeline.has_pending_data  # kept for the next run (or drop_pending_packages)
+
+
+def test_a_second_run_of_a_running_pipeline_exits_at_once_and_the_first_is_unaffected(tiny_server, tmp_path):
+    from customerio_source import customerio_source
+    from customerio_source.lock import pipeline_lock
+
+    database = str(tmp_path / "customerio_warehouse.duckdb")
+    pipeline = dlt.pipeline(
+        "customerio", pipelines_dir=str(tmp_path / "dlt" / "pipelines"),
+        destination=dlt.destinations.duckdb(database), dataset_name="customerio",
+    )
+    source = customerio_source(api_key=API_KEY, base_url=tiny_server.base_url, tables="campaigns", rate_limit=0)
+    with pipeline_lock(pipeline):  # "the running one", as the CLI's own run would hold it
+        second = cli(tiny_server, tmp_path, "--tables", "campaigns,segments")
+        assert second.returncode == 5, second.stderr
+        (line,) = [x for x in second.stderr.splitlines() if x.strip()]
+        assert line.startswith("error: pipeline 'customerio' is already running (pid ") and str(os.getpid()) in line
+        assert not os.path.exists(database)  # it touched nothing
+    info = runner.load(pipeline, source)  # the lock is free again: the first pipeline loads as usual
+    assert info.loads_ids and count(database, "campaigns") == tiny_server.workspace.expected_count("campaigns")
