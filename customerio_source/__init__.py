@@ -1,10 +1,9 @@
-"""customerio-source: a dlt source for the whole Customer.io App API."""
+"""customerio-source: a dlt source for the whole Customer.io App API.
 
-import os
-import sys
-
-if "pyarrow" not in sys.modules:  # Arrow reads this once, on import: see runner.bound_process_memory
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+Importing the package or building its source changes no environment variable, no dlt configuration and no
+allocator, and sends no request (but for ``bulk="auto"``, which counts people when the source is built).
+Settings a run needs are made by :func:`load` for that run only.
+"""
 
 from .catalogue import CATALOGUE, default_tables
 from .client import CustomerIOClient

@@ -17,7 +17,7 @@ import dlt
 
 from .errors import AuthError, ConfigError, CustomerIOError, LoadFailed, PendingPackageFailed, PipelineBusy
 from .failures import failed_table, root_cause, root_message
-from .runner import client_of, load
+from .runner import bound_process_memory, client_of, load
 from .source import API_KEY_ENV, customerio_source
 from .warehouse import apply_bigquery_hints
 
@@ -314,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "simulate":
         return simulate_main(argv[1:])
     args = build_parser().parse_args(argv)
+    bound_process_memory()  # this process's own tuning (malloc arenas, Arrow's allocator)
     # dlt's own logging (its job retries print whole tracebacks) would break the one-line error contract;
     # --debug shows everything
     if args.debug:

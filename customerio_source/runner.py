@@ -347,6 +347,10 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc mallopt parameter
 WRITER_BUFFER_ROWS = 1000
 WRITER_BUFFER_ENV = "DATA_WRITER__BUFFER_MAX_ITEMS"
+ARROW_PROMOTE_ENV = "DATA_WRITER__ARROW_CONCAT_PROMOTE_OPTIONS"
+"""Arrow pages may add columns mid-run (unknown API fields): dlt concatenates buffered Arrow tables with
+``promote_options="none"`` unless told otherwise, which fails the writer; "default" is lossless (safe
+differences merge, incompatible ones go to a separate file)."""
 ARROW_LOAD_ID_ENV = "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"
 """Arrow tables (deliveries, segment members) get `_dlt_load_id` like every other table: delete marking
 (:func:`mark_deleted`) tells the rows a run wrote by it."""
@@ -354,13 +358,13 @@ ARROW_LOAD_ID_ENV = "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"
 
 @functools.cache  # once per process
 def bound_process_memory() -> None:
-    """Keep memory that was freed from counting as used, in a process of many threads.
+    """Keep memory that was freed from counting as used, in a process of many threads: for a process's
+    own ``main`` (the CLI calls it; a library call never does, it would change its host's allocators).
 
     * glibc gives threads up to 8 malloc arenas per core and keeps freed memory in each: capped at two
       arenas for the threads started from now on (unless ``MALLOC_ARENA_MAX`` is set);
     * Arrow's default pool (mimalloc) keeps freed pages per thread: Arrow allocates from the system
-      allocator instead (unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses a pool; importing this package sets
-      that default when pyarrow is not imported yet, which is when it works best).
+      allocator instead (unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses a pool).
     """
     if not os.environ.get("MALLOC_ARENA_MAX"):
         try:
@@ -459,10 +463,12 @@ def _configured_duckdb_limit() -> str | None:
 @contextmanager
 def run_defaults(pipeline: dlt.Pipeline) -> Iterator[RunSettings]:
     """This module's defaults for the dlt settings the user did not configure (env or config), for one run,
-    in a process whose memory is bounded (:func:`bound_process_memory`); yields what was chosen.
+    and yields what was chosen. Process-wide tuning (:func:`bound_process_memory`) is the caller's: the CLI
+    does it in its own process.
 
     * dlt flushes its extract and normalize buffers every 1000 rows, not 5000: each table being written
       keeps a buffer, and a person's attributes row is kilobytes of JSON;
+    * Arrow pages may add columns mid-run (``ARROW_PROMOTE_ENV``);
     * DuckDB: one load job at a time (``DUCKDB_LOAD_WORKERS``) and :func:`duckdb_settings` for the number
       of load jobs configured, spilling into the pipeline's working folder.
 
@@ -473,7 +479,6 @@ def run_defaults(pipeline: dlt.Pipeline) -> Iterator[RunSettings]:
     provider on the next pipeline of the same process) and are removed (or restored) when the run ends,
     so the next pipeline of an Airflow or Dagster worker starts from the user's configuration.
     """
-    bound_process_memory()
     settings = RunSettings()
     previous_load_id = os.environ.get(ARROW_LOAD_ID_ENV)
     os.environ[ARROW_LOAD_ID_ENV] = "true"
@@ -486,6 +491,7 @@ def run_defaults(pipeline: dlt.Pipeline) -> Iterator[RunSettings]:
         return True
 
     default(WRITER_BUFFER_ENV, "data_writer.buffer_max_items", str(WRITER_BUFFER_ROWS))
+    default(ARROW_PROMOTE_ENV, "data_writer.arrow_concat_promote_options", "default")
     if pipeline.destination is not None and pipeline.destination.destination_name == "duckdb":
         default(LOAD_WORKERS_ENV, "load.workers", str(DUCKDB_LOAD_WORKERS))
         workers = int(os.environ.get(LOAD_WORKERS_ENV) or dlt.config.get("load.workers") or DUCKDB_LOAD_WORKERS)

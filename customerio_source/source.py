@@ -78,7 +78,6 @@ def customerio_source(
             `auto` (exports above a size where they are cheaper; see bulk.py).
     """
     key = api_key or os.environ.get(API_KEY_ENV)
-    allow_new_arrow_columns()
     interval = parse_interval(interval_start, interval_end)
     periods = _as_list(metrics_periods) or ["days"]
     for period in periods:
@@ -121,18 +120,6 @@ def customerio_source(
         mark_reads_all_rows(resource, reads_all and not interval.bounded)
         attach_client(resource, client)
     return resources
-
-
-def allow_new_arrow_columns() -> None:
-    """Let Arrow pages add columns mid-run (unknown API fields) instead of failing the parquet writer.
-
-    dlt concatenates buffered Arrow tables with `promote_options="none"` unless told otherwise; "default"
-    is lossless (safe differences merge, incompatible ones go to a separate file). A setting already made
-    by the user wins.
-    """
-    key = "data_writer.arrow_concat_promote_options"
-    if dlt.config.get(key) is None:
-        dlt.config[key] = "default"
 
 
 def build_resources(ctx: RunContext, names: list[str], bulk: str = "api") -> Iterable[DltResource]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from customerio_source.context import RunContext
 from customerio_source.deliveries import deliveries_resource
 from customerio_source.errors import ConfigError
 from customerio_source.people import attributes_transformer, customers_resource
-from customerio_source.source import allow_new_arrow_columns
+from customerio_source.runner import ARROW_PROMOTE_ENV
 
 from .conftest import API_KEY
 from .scripted_server import ScriptedServer
@@ -36,7 +37,7 @@ def make_ctx(base_url: str, **kwargs: Any) -> RunContext:
 
 
 def run(db_path: str, dataset: str, resources: list[Any], tmp_path: Any) -> None:
-    allow_new_arrow_columns()
+    os.environ.setdefault(ARROW_PROMOTE_ENV, "default")  # as customerio_source.load sets it for a run
     pipeline = dlt.pipeline(
         pipeline_name=f"bulk_{uuid.uuid4().hex[:8]}",
         pipelines_dir=str(tmp_path / "pipelines"),
