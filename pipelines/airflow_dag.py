@@ -41,6 +41,7 @@ in dlt and raises outside a scheduler).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,13 +51,12 @@ import dlt
 import pendulum
 from airflow import DAG
 from airflow.models import BaseOperator
-from dlt.extract.source import DltSource
-from dlt.helpers.airflow_helper import PipelineTasksGroup
-from dlt.pipeline.pipeline import Pipeline
+from airflow.operators.python import PythonOperator
+from airflow.utils.task_group import TaskGroup
+from dlt.sources import DltSource
 
-from customerio_source import customerio_source
+from customerio_source import customerio_source, load
 from customerio_source.catalogue import CATALOGUE, default_tables
-from customerio_source.runner import complete_tables, mark_deleted, run_defaults
 from customerio_source.warehouse import apply_bigquery_hints
 
 PIPELINE_NAME = "customerio"
@@ -139,7 +139,6 @@ class TableGroup:
     lookback: timedelta = timedelta(hours=72)
     source_options: dict[str, Any] = field(default_factory=dict)
     variable_prefix: str = "customerio"
-    complete_tables: list[str] = field(default_factory=list)
 
     def __call__(self) -> DltSource:
         from airflow.operators.python import get_current_context
@@ -164,61 +163,26 @@ class TableGroup:
         source = customerio_source(**options)
         if self.destination == "bigquery":
             apply_bigquery_hints(source)
-        self.complete_tables = complete_tables(source)
         return source
 
 
-class CustomerIOTasksGroup(PipelineTasksGroup):
-    """dlt's PipelineTasksGroup whose tasks finish like :func:`customerio_source.load`.
+def load_group(data: TableGroup, pipeline_name: str, dataset_name: str) -> list[str]:
+    """One task: the group's source through :func:`customerio_source.load`, the load path of the CLI and
+    Dagster too (recovery, file format, delete and follower-delete marking, the memory retry, the run lock).
 
-    The run has the settings of :func:`customerio_source.load` (``run_defaults``); after it, rows of
-    completely read tables that this run did not see are marked with `_cio_deleted_at` (the group runs
-    `pipeline.run` itself, so both are added here).
+    The pipeline's local folder is a fresh temporary one, removed when the task ends: a task may run on any
+    worker, so dlt restores the pipeline's state from the destination instead. Returns the load ids.
     """
-
-    def _task_name(self, pipeline: Pipeline, data: Any) -> str:
-        if isinstance(data, TableGroup):
-            return data.name
-        return super()._task_name(pipeline, data)
-
-    # an explicit signature: PythonOperator hands the whole task context to a callable taking **kwargs
-    def _run(
-        self,
-        pipeline: Pipeline,
-        data: Any,
-        table_name: str | None = None,
-        write_disposition: Any = None,
-        loader_file_format: Any = None,
-        schema_contract: Any = None,
-        pipeline_name: str | None = None,
-        on_before_run: Any = None,
-        truncate_staging_destination: bool | None = None,
-    ) -> None:
-        wipe, self.wipe_local_data = self.wipe_local_data, False  # keep the schema until deletes are marked
-        try:
-            with run_defaults(pipeline):  # the run settings of `customerio_source.load`
-                super()._run(
-                    pipeline,
-                    data,
-                    table_name=table_name,  # type: ignore[arg-type]
-                    write_disposition=write_disposition,
-                    loader_file_format=loader_file_format,
-                    schema_contract=schema_contract,
-                    pipeline_name=pipeline_name,  # type: ignore[arg-type]
-                    on_before_run=on_before_run,
-                    truncate_staging_destination=truncate_staging_destination,
-                )
-            task_pipeline = dlt.current.pipeline() if pipeline_name else pipeline
-            trace = task_pipeline.last_trace
-            info = trace.last_load_info if trace else None
-            tables = data.complete_tables if isinstance(data, TableGroup) else []
-            if tables and info is not None and info.loads_ids:
-                marked = mark_deleted(task_pipeline, tables, info.loads_ids)
-                print(f"rows newly marked deleted: {marked}")
-        finally:
-            self.wipe_local_data = wipe
-            if wipe:
-                pipeline._wipe_working_folder()
+    with tempfile.TemporaryDirectory(prefix=f"{pipeline_name}-") as pipelines_dir:
+        pipeline = dlt.pipeline(
+            pipeline_name=pipeline_name,
+            pipelines_dir=pipelines_dir,
+            destination=destination_for(data.destination),
+            dataset_name=dataset_name,
+        )
+        info = load(pipeline, data())
+        print(info)
+        return list(info.loads_ids)
 
 
 def build_dag(
@@ -259,21 +223,21 @@ def build_dag(
         tags=["customerio", "dlt"],
         doc_md=__doc__,
     ) as dag:
-        # the group first: it points dlt's data dir at a fresh folder that the pipeline must use
-        group = CustomerIOTasksGroup(pipeline_name, use_data_folder=False, wipe_local_data=True)
-        pipeline = dlt.pipeline(
-            pipeline_name=pipeline_name, destination=destination_for(destination), dataset_name=dataset_name
-        )
-        previous: BaseOperator | None = None
-        for name, group_tables in table_groups(tables).items():
-            data = TableGroup(
-                name, group_tables, GROUP_POLICY[name], destination, lookback,
-                source_options=dict(source_options or {}), variable_prefix=variable_prefix,
-            )
-            (task,) = group.add_run(pipeline, data, decompose="none")
-            if previous is not None:
-                previous >> task
-            previous = task
+        with TaskGroup(group_id=pipeline_name):
+            previous: BaseOperator | None = None
+            for name, group_tables in table_groups(tables).items():
+                data = TableGroup(
+                    name, group_tables, GROUP_POLICY[name], destination, lookback,
+                    source_options=dict(source_options or {}), variable_prefix=variable_prefix,
+                )
+                task = PythonOperator(
+                    task_id=name,
+                    python_callable=load_group,
+                    op_kwargs={"data": data, "pipeline_name": pipeline_name, "dataset_name": dataset_name},
+                )
+                if previous is not None:
+                    previous >> task
+                previous = task
     return dag
 
 

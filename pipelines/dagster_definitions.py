@@ -31,22 +31,20 @@ from typing import Any
 import dlt
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     ConfigurableResource,
     DailyPartitionsDefinition,
     Definitions,
+    MaterializeResult,
     ScheduleDefinition,
     build_schedule_from_partitioned_job,
     define_asset_job,
 )
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
-from dagster_dlt.constants import META_KEY_PIPELINE
-from dagster_dlt.translator import DltResourceTranslatorData
-from dlt.extract.source import DltSource
-from dlt.pipeline.pipeline import Pipeline
+from dagster_dlt import build_dlt_asset_specs, dlt_assets
+from dlt.sources import DltSource
 
-from customerio_source import customerio_source
+from customerio_source import customerio_source, load
 from customerio_source.catalogue import CATALOGUE, default_tables
-from customerio_source.runner import complete_tables, mark_deleted, run_defaults
 from customerio_source.warehouse import apply_bigquery_hints
 
 DESTINATION = os.environ.get("CUSTOMERIO_DESTINATION", "duckdb")
@@ -97,56 +95,53 @@ def destination_for(name: str) -> Any:
     return dlt.destinations.duckdb(credentials=os.path.abspath(path))
 
 
-def _pipeline(name: str) -> Pipeline:
+EVENTS_PIPELINE, SNAPSHOT_PIPELINE = "customerio_events", "customerio_snapshot"
+
+
+def _pipeline(name: str) -> dlt.Pipeline:
     return dlt.pipeline(pipeline_name=name, destination=destination_for(DESTINATION), dataset_name=DATASET)
 
 
-def _asset_pipeline(context: AssetExecutionContext) -> Pipeline:
-    return next(iter(context.assets_def.metadata_by_key.values()))[META_KEY_PIPELINE]
+def asset_keys(source: DltSource, pipeline: dlt.Pipeline) -> dict[str, AssetKey]:
+    """Each selected table's asset key, as dagster-dlt names it (`build_dlt_asset_specs`)."""
+    specs = build_dlt_asset_specs(dlt_source=source, dlt_pipeline=pipeline)
+    return {name: spec.key for name, spec in zip(source.selected_resources, specs, strict=True)}
 
 
-def selected_tables(context: AssetExecutionContext, tables: list[str]) -> list[str]:
+def selected_tables(context: AssetExecutionContext, tables: list[str], pipeline_name: str) -> list[str]:
     """The tables whose assets this run materializes (all of them unless a subset was selected)."""
     if not context.is_subset:
         return tables
-    pipeline = _asset_pipeline(context)
-    source = customerio_source(api_key=NAMING_KEY, tables=tables)
-    translator = DagsterDltTranslator()
-    return [
-        name
-        for name, resource in source.resources.items()
-        if translator.get_asset_spec(DltResourceTranslatorData(resource=resource, pipeline=pipeline)).key
-        in context.selected_asset_keys
-    ]
+    keys = asset_keys(customerio_source(api_key=NAMING_KEY, tables=tables), _pipeline(pipeline_name))
+    return [name for name, key in keys.items() if key in context.selected_asset_keys]
 
 
-def run_and_mark(context: AssetExecutionContext, dlt: DagsterDltResource, source: DltSource) -> Iterator[Any]:
-    """`dlt.run` (dagster-dlt runs `pipeline.run`) with the run settings of `customerio_source.load`, then
-    delete marking as there."""
-    pipeline = _asset_pipeline(context)
-    tables = complete_tables(source)
-    with run_defaults(pipeline):
-        yield from dlt.run(context=context, dlt_source=source)
+def load_tables(context: AssetExecutionContext, pipeline_name: str, source: DltSource) -> Iterator[MaterializeResult]:
+    """The source through :func:`customerio_source.load`, the one load path of the CLI and Airflow too
+    (recovery of interrupted packages, file format, delete and follower-delete marking, the memory retry and
+    the run lock); then one materialization per table."""
+    pipeline = _pipeline(pipeline_name)
+    info = load(pipeline, source)
     trace = pipeline.last_trace
-    info = trace.last_load_info if trace else None
-    if tables and info is not None and info.loads_ids:
-        marked = mark_deleted(pipeline, tables, info.loads_ids)
-        context.log.info(f"rows newly marked deleted: {marked}")
+    rows = trace.last_normalize_info.row_counts if trace and trace.last_normalize_info else {}
+    context.log.info(f"{pipeline_name}: loaded {info.loads_ids}")
+    for name, key in asset_keys(source, pipeline).items():
+        yield MaterializeResult(
+            asset_key=key, metadata={"load_ids": list(info.loads_ids), "rows_this_run": int(rows.get(name, 0))}
+        )
 
 
 @dlt_assets(
     dlt_source=customerio_source(api_key=NAMING_KEY, tables=EVENT_TABLES),
-    dlt_pipeline=_pipeline("customerio_events"),
+    dlt_pipeline=_pipeline(EVENTS_PIPELINE),
     name="customerio_events",
     group_name="customerio",
     partitions_def=daily,
     pool=POOL,
 )
-def customerio_event_assets(
-    context: AssetExecutionContext, dlt: DagsterDltResource, customerio: CustomerIOSettings
-) -> Iterator[Any]:
+def customerio_event_assets(context: AssetExecutionContext, customerio: CustomerIOSettings) -> Iterator[Any]:
     window = context.partition_time_window
-    wanted = selected_tables(context, EVENT_TABLES)
+    wanted = selected_tables(context, EVENT_TABLES, EVENTS_PIPELINE)
     groups = {
         "deliveries": [t for t in wanted if CATALOGUE[t].builder == "deliveries"],
         "activities": [t for t in wanted if CATALOGUE[t].builder == "activities"],
@@ -156,20 +151,19 @@ def customerio_event_assets(
     for group, tables in groups.items():
         start = window.start - lookback if group == "deliveries" else window.start
         if tables:
-            yield from run_and_mark(context, dlt, customerio.source(tables, start, window.end))
+            yield from load_tables(context, EVENTS_PIPELINE, customerio.source(tables, start, window.end))
 
 
 @dlt_assets(
     dlt_source=customerio_source(api_key=NAMING_KEY, tables=SNAPSHOT_TABLES),
-    dlt_pipeline=_pipeline("customerio_snapshot"),
+    dlt_pipeline=_pipeline(SNAPSHOT_PIPELINE),
     name="customerio_snapshot",
     group_name="customerio",
     pool=POOL,
 )
-def customerio_snapshot_assets(
-    context: AssetExecutionContext, dlt: DagsterDltResource, customerio: CustomerIOSettings
-) -> Iterator[Any]:
-    yield from run_and_mark(context, dlt, customerio.source(selected_tables(context, SNAPSHOT_TABLES)))
+def customerio_snapshot_assets(context: AssetExecutionContext, customerio: CustomerIOSettings) -> Iterator[Any]:
+    tables = selected_tables(context, SNAPSHOT_TABLES, SNAPSHOT_PIPELINE)
+    yield from load_tables(context, SNAPSHOT_PIPELINE, customerio.source(tables))
 
 
 events_job = define_asset_job("customerio_events_job", selection=[customerio_event_assets], partitions_def=daily)
@@ -182,5 +176,5 @@ defs = Definitions(
         build_schedule_from_partitioned_job(events_job, hour_of_day=0, minute_of_hour=30),
         ScheduleDefinition(job=snapshot_job, cron_schedule="0 * * * *"),
     ],
-    resources={"dlt": DagsterDltResource(), "customerio": CustomerIOSettings()},
+    resources={"customerio": CustomerIOSettings()},
 )

@@ -76,14 +76,13 @@ def test_definitions_load() -> None:
 
 def test_materialize_one_day_and_the_snapshot(server: Any) -> None:
     from dagster import materialize
-    from dagster_dlt import DagsterDltResource
 
     module = _load_definitions()
     ws = server.workspace
     settings = module.CustomerIOSettings(
         api_key=API_KEY, base_url=server.base_url, rate_limit=0.0, deliveries_lookback_hours=24.0
     )
-    resources = {"dlt": DagsterDltResource(), "customerio": settings}
+    resources = {"customerio": settings}
 
     # yesterday (UTC) relative to the workspace's now: a complete day with deliveries and activities
     day = datetime.fromtimestamp(ws.now, timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
