@@ -9,7 +9,7 @@ ROOT="$(pwd)"
 PYTHON="${PYTHON:-python3}"
 
 # Pins: Airflow 2.x (its constraint files are not on PyPI, so the few pins that matter are explicit),
-# dagster-dlt 0.29.N goes with dagster 1.13.N, and dlt stays on this project's 1.31.
+# dagster-dlt 0.29.N goes with dagster 1.13.N, and dlt is the floor of this project's range (>=1.31,<2).
 AIRFLOW_REQS=("apache-airflow==2.11.2" "dlt[duckdb,parquet]==1.31.0" "pytest>=8,<10" "requests>=2.31")
 DAGSTER_REQS=("dagster==1.13.27" "dagster-dlt==0.29.27" "dlt[duckdb,parquet]==1.31.0" "pytest>=8,<10" "requests>=2.31")
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import dlt
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from .catalogue import TableSpec
 from .context import EPOCH, RunContext, records

@@ -62,7 +62,7 @@ import pendulum
 import pyarrow as pa
 import requests
 import urllib3
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from .arrow_pages import page_to_arrow
 from .catalogue import CATALOGUE, TableSpec

@@ -11,20 +11,15 @@ transactional message: no delivery can be older than the message that sent it.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dlt
-import dlt.common.libs.pyarrow  # noqa: F401 - imported here, once: dlt imports these lazily, and two
 import pyarrow as pa
 import pyarrow.compute as pc
-
-try:  # extract threads importing them at the same moment race ("partially initialized module")
-    import dlt.common.libs.pandas  # noqa: F401
-except ImportError:  # pragma: no cover - pandas is optional
-    pass
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from .arrow_pages import TIMESTAMP, PageDecoder, batched_tables
 from .catalogue import TableSpec
@@ -32,6 +27,15 @@ from .context import EPOCH, RunContext, Spawn, interleave
 from .errors import NotFoundError
 from .resources import merge_resource
 from .transform import arrow_load_id_column, to_datetime
+
+# dlt imports its Arrow and pandas helpers lazily, and two extract threads importing one at the same moment
+# race ("partially initialized module"): imported here, once, for their side effect only; where a dlt
+# version moves them, nothing is lost but this guard
+for _helper in ("dlt.common.libs.pyarrow", "dlt.common.libs.pandas"):
+    try:
+        importlib.import_module(_helper)
+    except ImportError:  # pragma: no cover - pandas is optional; a module moved in another dlt version
+        pass
 
 WINDOW = timedelta(days=180)  # the API truncates ranges over six months
 OPEN_END_MARGIN = timedelta(days=1)  # an open newest window spans [now + margin - 180 days, server's now]

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pendulum
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from .catalogue import CATALOGUE, TableSpec, register
 from .context import RunContext, records, skip_missing

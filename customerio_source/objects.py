@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dlt
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from .catalogue import CATALOGUE, UNDOCUMENTED_PAGE_SIZE
 from .client import path_value

@@ -8,7 +8,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from .arrow_pages import PageDecoder, batched_tables
 from .catalogue import TableSpec

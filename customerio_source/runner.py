@@ -19,17 +19,19 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
-from dlt.common.pipeline import LoadInfo
-from dlt.extract.source import DltSource
+from dlt.sources import DltSource
 
 from .catalogue import CATALOGUE
 from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401 - raised by pipeline_lock
 from .failures import failed_table, is_out_of_memory, root_message
 from .lock import pipeline_lock
 from .transform import DELETED_AT
+
+if TYPE_CHECKING:  # annotations only: dlt documents no public home for the type
+    from dlt.common.pipeline import LoadInfo
 
 logger = logging.getLogger("customerio_source")
 

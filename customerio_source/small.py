@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dlt
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from .catalogue import TableSpec
 from .context import RunContext

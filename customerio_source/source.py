@@ -9,7 +9,7 @@ from typing import Any
 
 import dlt
 import pendulum
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from . import metrics  # noqa: F401  (registers the metrics tables in the catalogue)
 from .activities import activities_resource

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlt.destinations.adapters import bigquery_adapter
-from dlt.extract.source import DltSource
+from dlt.sources import DltSource
 
 from .catalogue import CATALOGUE
 
