@@ -152,3 +152,86 @@ def test_hourly_dag_loads_the_workspace(airflow_db: None, server: Any, tmp_path:
         assert gone, "the change step deleted nobody"
         marked = _keys(con, "customers", "cio_id") - _keys(con, "customers", "cio_id", live_only=True)
         assert gone <= marked
+
+
+def _crash_helpers() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cio_orchestration_crash", Path(__file__).with_name("crash.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RUN_DAG = """
+import importlib.util, sys
+import pendulum
+from datetime import timedelta
+spec = importlib.util.spec_from_file_location("customerio_airflow_dag", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+tables = ["campaigns", "campaign_actions", "segments", "segment_memberships", "customers", "customer_attributes"]
+dag = module.build_dag(sys.argv[3], destination="duckdb", tables=tables, lookback=timedelta(days=30),
+                       source_options={"rate_limit": 0}, default_args={"retries": 0})
+run = dag.test(execution_date=pendulum.parse(sys.argv[2]))
+sys.exit(0 if str(run.state) in ("success", "DagRunState.SUCCESS") else 1)
+"""
+
+
+def _run_dag(server: Any, work: Path, hour: Any, die_on: str | None = None) -> subprocess.CompletedProcess:
+    """The DAG run for one hour in a child process, loading `work`/warehouse.duckdb (Airflow's home is shared)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMERIO_", "DESTINATION__", "DLT_"))}
+    env.update(
+        AIRFLOW_VAR_CUSTOMERIO_BASE_URL=server.base_url, AIRFLOW_VAR_CUSTOMERIO_APP_API_KEY=API_KEY,
+        CUSTOMERIO_DUCKDB_PATH=str(work / "warehouse.duckdb"), DLT_DATA_DIR=str(work / "dlt"),
+        RUNTIME__DLTHUB_TELEMETRY="false",
+    )
+    if die_on:
+        env["CIO_DIE_WHEN_JOB_COMPLETES"] = die_on
+    script = _crash_helpers().DIE_WHEN_A_JOB_COMPLETES + RUN_DAG
+    path = str(ROOT / "pipelines" / "airflow_dag.py")
+    dag_id = f"customerio_crash_{work.name}"  # one DAG per warehouse; each run a new hour (no run is replaced)
+    return subprocess.run([sys.executable, "-c", script, path, hour.isoformat(), dag_id], env=env, cwd=work,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_dag_run_killed_during_load_is_made_whole_by_the_next(airflow_db: None, tmp_path: Path) -> None:
+    """Killed right after the `customers` job committed (people task): the next DAG run leaves the warehouse
+    equal to an uninterrupted run's; deletes of people are then followed in `customer_attributes`. The
+    tables are the groups read in full (lists, people), so runs of different hours load the same rows."""
+    import pendulum
+
+    from customerio_source.simulator import SimulatorServer, Workspace
+
+    crash = _crash_helpers()
+    workspace = Workspace(scale="tiny", seed=11, anchor=int(time.time()) // 60 * 60 - 600)
+    with SimulatorServer(workspace, api_key=API_KEY, rate_limit=None) as server:
+        hour = pendulum.from_timestamp(workspace.now, tz="UTC").start_of("hour")
+        clean, killed = tmp_path / "clean", tmp_path / "killed"
+        clean.mkdir()
+        killed.mkdir()
+        done = _run_dag(server, clean, hour)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+        died = _run_dag(server, killed, hour, die_on="customers")
+        assert died.returncode == 137, died.stdout[-3000:] + died.stderr[-3000:]
+        before = server.stats.requests
+        again = _run_dag(server, killed, hour.add(hours=1))
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert server.stats.requests > before
+        want = crash.snapshot(clean / "warehouse.duckdb")
+        crash.assert_same_warehouse(crash.snapshot(killed / "warehouse.duckdb"), want)
+        with duckdb.connect(str(killed / "warehouse.duckdb"), read_only=True) as con:
+            marked = con.execute("SELECT COUNT(*) FROM customerio.customers WHERE _cio_deleted_at IS NOT NULL")
+            assert marked.fetchone()[0] == 0  # nothing falsely marked deleted
+
+        people = _expected(workspace, "customers")
+        workspace.advance()
+        gone = people - _expected(workspace, "customers")
+        assert gone, "the change step deleted nobody"
+        after = _run_dag(server, killed, hour.add(hours=2))
+        assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
+        with duckdb.connect(str(killed / "warehouse.duckdb"), read_only=True) as con:
+            for table in ("customers", "customer_attributes"):
+                rows = con.execute(f"SELECT cio_id FROM customerio.{table} WHERE _cio_deleted_at IS NOT NULL")
+                assert {(str(r[0]),) for r in rows.fetchall()} == gone, table

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -115,3 +116,78 @@ def test_materialize_one_day_and_the_snapshot(server: Any) -> None:
         state = con.execute("SELECT DISTINCT pipeline_name FROM customerio._dlt_pipeline_state").fetchall()
         names = {row[0] for row in state}
         assert names == {"customerio_events", "customerio_snapshot"}
+
+
+def _crash_helpers() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cio_orchestration_crash", Path(__file__).with_name("crash.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MATERIALIZE_SNAPSHOT = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("customerio_dagster_definitions", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+from dagster import materialize
+settings = module.CustomerIOSettings(api_key=sys.argv[3], base_url=sys.argv[2], rate_limit=0.0)
+result = materialize([module.customerio_snapshot_assets], resources={"customerio": settings})
+sys.exit(0 if result.success else 1)
+"""
+
+
+def _materialize_snapshot(server: Any, work: Path, die_on: str | None = None) -> subprocess.CompletedProcess:
+    """The snapshot asset materialized in a child process with its own Dagster home, dlt folder and DuckDB."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMERIO_", "DESTINATION__", "DLT_"))}
+    env.update(
+        DAGSTER_HOME=str(work), DLT_DATA_DIR=str(work / "dlt"), CUSTOMERIO_DESTINATION="duckdb",
+        DESTINATION__DUCKDB__CREDENTIALS=str(work / "warehouse.duckdb"), RUNTIME__DLTHUB_TELEMETRY="false",
+    )
+    if die_on:
+        env["CIO_DIE_WHEN_JOB_COMPLETES"] = die_on
+    script = _crash_helpers().DIE_WHEN_A_JOB_COMPLETES + MATERIALIZE_SNAPSHOT
+    path = str(ROOT / "pipelines" / "dagster_definitions.py")
+    return subprocess.run([sys.executable, "-c", script, path, server.base_url, API_KEY], env=env, cwd=work,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_materialization_killed_during_load_is_finished_by_the_next(tmp_path: Path) -> None:
+    """Killed right after the `customers` job committed: the next materialization loads the leftover package,
+    then reads the workspace itself; the warehouse equals an uninterrupted one's, and later deletes of people
+    are marked in `customers` and followed in `customer_attributes`."""
+    from customerio_source.simulator import SimulatorServer, Workspace
+
+    crash = _crash_helpers()
+    workspace = Workspace(scale="tiny", seed=11, anchor=int(time.time()) // 60 * 60 - 600)
+    with SimulatorServer(workspace, api_key=API_KEY, rate_limit=None) as server:
+        clean, killed = tmp_path / "clean", tmp_path / "killed"
+        clean.mkdir()
+        killed.mkdir()
+        done = _materialize_snapshot(server, clean)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+        died = _materialize_snapshot(server, killed, die_on="customers")
+        assert died.returncode == 137, died.stderr[-3000:]
+        before = server.stats.requests
+        again = _materialize_snapshot(server, killed)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert server.stats.requests > before  # it extracted the workspace, not only the leftover package
+        want = crash.snapshot(clean / "warehouse.duckdb")
+        crash.assert_same_warehouse(crash.snapshot(killed / "warehouse.duckdb"), want)
+        with duckdb.connect(str(killed / "warehouse.duckdb"), read_only=True) as con:
+            marked = con.execute("SELECT COUNT(*) FROM customerio.customers WHERE _cio_deleted_at IS NOT NULL")
+            assert marked.fetchone()[0] == 0  # nothing falsely marked deleted
+
+        people = _expected(workspace, "customers")
+        workspace.advance()
+        gone = people - _expected(workspace, "customers")
+        assert gone, "the change step deleted nobody"
+        after = _materialize_snapshot(server, killed)
+        assert after.returncode == 0, after.stderr[-3000:]
+        with duckdb.connect(str(killed / "warehouse.duckdb"), read_only=True) as con:
+            for table in ("customers", "customer_attributes"):
+                rows = con.execute(f"SELECT cio_id FROM customerio.{table} WHERE _cio_deleted_at IS NOT NULL")
+                assert {(str(r[0]),) for r in rows.fetchall()} == gone, table
