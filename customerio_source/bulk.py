@@ -48,6 +48,7 @@ import io
 import itertools
 import logging
 import math
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -401,21 +402,28 @@ def discover_attributes(ctx: RunContext) -> list[str]:
     return sorted(names)
 
 
+def export_attribute_pages(
+    ctx: RunContext, settings: ExportSettings = DEFAULT_SETTINGS, attributes: Sequence[str] | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """Every person's `customer_attributes` row from one customers export, in pages."""
+    promoted = parse_attribute_columns(ctx.attribute_columns)
+    names = list(attributes) if attributes is not None else discover_attributes(ctx)
+    wanted = sorted((set(names) | {name for name, _ in promoted}) - set(IDENTIFIERS))
+    body = {"filters": MATCH_EVERYONE, "attributes": wanted}
+    found = export_rows(ctx.client, "customers", body, "every person", "customer_attributes", settings)
+    shaped = (row for row in (customer_row(record, promoted) for record in found) if row is not None)
+    yield from pages_of(shaped, settings.page_rows)
+
+
 def bulk_customer_attributes_resource(
     ctx: RunContext, settings: ExportSettings = DEFAULT_SETTINGS, attributes: Sequence[str] | None = None
 ) -> DltResource:
     """`customer_attributes` from one customers export (same key, hints and disposition as the API path)."""
-    promoted = parse_attribute_columns(ctx.attribute_columns)
 
     def customer_attributes() -> Iterator[list[dict[str, Any]]]:
-        names = list(attributes) if attributes is not None else discover_attributes(ctx)
-        wanted = sorted((set(names) | {name for name, _ in promoted}) - set(IDENTIFIERS))
-        body = {"filters": MATCH_EVERYONE, "attributes": wanted}
-        found = export_rows(ctx.client, "customers", body, "every person", "customer_attributes", settings)
-        shaped = (row for row in (customer_row(record, promoted) for record in found) if row is not None)
-        yield from pages_of(shaped, settings.page_rows)
+        yield from export_attribute_pages(ctx, settings, attributes)
 
-    columns = attribute_table_columns(promoted)
+    columns = attribute_table_columns(parse_attribute_columns(ctx.attribute_columns))
     return dlt.resource(
         customer_attributes,
         name="customer_attributes",
@@ -423,6 +431,27 @@ def bulk_customer_attributes_resource(
         write_disposition="merge",
         columns=columns,
     )
+
+
+class AttributesByExport:
+    """`--bulk auto` for `customer_attributes`, decided when the run extracts (building the source sends no
+    request): people are counted once (at most ``AUTO_PEOPLE`` / 1000 requests), and at ``AUTO_PEOPLE`` or
+    more, one customers export replaces the attribute batches."""
+
+    def __init__(self, ctx: RunContext, settings: ExportSettings = DEFAULT_SETTINGS) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self._chosen: bool | None = None
+        self._lock = threading.Lock()
+
+    def chosen(self) -> bool:
+        with self._lock:
+            if self._chosen is None:
+                self._chosen = count_people(self.ctx, AUTO_PEOPLE) >= AUTO_PEOPLE
+            return self._chosen
+
+    def pages(self) -> Iterator[list[dict[str, Any]]]:
+        yield from export_attribute_pages(self.ctx, self.settings)
 
 
 # -- deliveries ---------------------------------------------------------------------------------------
@@ -554,8 +583,9 @@ def count_people(ctx: RunContext, stop_at: int) -> int:
 def choose_bulk(mode: str, ctx: RunContext, table: str = "customer_attributes") -> bool:
     """Whether ``table`` loads through exports for ``--bulk exports|api|auto``.
 
-    `auto` for `customer_attributes` counts people now (≤ AUTO_PEOPLE / 1000 requests); for deliveries it
-    returns True and the resource (built with ``auto=True``) decides at run time from the range it reads.
+    `auto`: True for deliveries, whose resource (built with ``auto=True``) decides at run time from the range
+    it reads; for `customer_attributes` it counts people now (≤ AUTO_PEOPLE / 1000 requests), which the
+    source leaves to run time instead (:class:`AttributesByExport`).
     """
     if mode not in BULK_MODES:
         raise ConfigError(f"--bulk must be one of {', '.join(BULK_MODES)}, got {mode!r}")

@@ -8,7 +8,7 @@ are dlt transformers fed by that enumeration, so a run searches people once howe
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
 from dlt.sources import DltResource
@@ -19,6 +19,9 @@ from .context import RunContext, Turns, records, skip_missing
 from .deliveries import delivery_range, window_params, windows
 from .people_changes import PeopleChanges
 from .transform import convert_nested_timestamps, convert_timestamps, deleted_marker_column, timestamp_columns
+
+if TYPE_CHECKING:  # bulk imports this module
+    from .bulk import AttributesByExport
 
 PEOPLE_PAGE_SIZE = 1000  # POST /v1/customers: max limit 1000
 ATTRIBUTES_BATCH = 100  # POST /v1/customers/attributes: 1-100 ids per request
@@ -67,8 +70,8 @@ def people_pages(ctx: RunContext, end: SearchEnd | None = None) -> Iterator[list
         yield held
 
 
-def customers_resource(ctx: RunContext) -> DltResource:
-    end = SearchEnd()
+def customers_resource(ctx: RunContext, end: SearchEnd) -> DltResource:
+    """`customers`: every person, one search page at a time; ``end`` learns who is last (for transformers)."""
 
     def customers() -> Iterator[list[dict[str, Any]]]:
         yield from people_pages(ctx, end)
@@ -81,7 +84,6 @@ def customers_resource(ctx: RunContext) -> DltResource:
         columns=deleted_marker_column(),
         parallelized=True,
     )
-    resource.search_end = end  # read by attributes_transformer
     return resource
 
 
@@ -127,8 +129,12 @@ def typed_attribute(value: Any, type_: str) -> Any:
     return str(value)
 
 
-def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
-    """`customer_attributes`: POST /v1/customers/attributes with 100 ids per request, fed by `customers`."""
+def attributes_transformer(
+    ctx: RunContext, people: DltResource, end: SearchEnd, exports: AttributesByExport | None = None
+) -> DltResource:
+    """`customer_attributes`: POST /v1/customers/attributes with 100 ids per request, fed by `customers`
+    (whose ``end`` it shares). With ``exports`` (`--bulk auto`), the first page asks whether one export is
+    cheaper; if so the export's rows are this table's rows and the search pages only feed `customers`."""
     promoted = parse_attribute_columns(ctx.attribute_columns)
 
     def fetch(batch: list[str]) -> list[dict[str, Any]]:
@@ -155,10 +161,15 @@ def attributes_transformer(ctx: RunContext, people: DltResource) -> DltResource:
 
     changes: list[PeopleChanges] = []  # created on the first page, inside dlt's resource context
     held: list[str] = []  # selected people not yet sent (fewer than a batch)
-    end: SearchEnd = people.search_end
     turns = Turns()
+    exported: list[bool] = []
 
     def attributes(page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        if exports is not None and exports.chosen():
+            if not exported:
+                exported.append(True)
+                yield from exports.pages()
+            return
         if not changes:
             changes.append(
                 PeopleChanges(

@@ -13,7 +13,13 @@ from dlt.sources import DltResource
 
 from . import metrics  # noqa: F401  (registers the metrics tables in the catalogue)
 from .activities import activities_resource
-from .bulk import BULK_MODES, bulk_customer_attributes_resource, bulk_deliveries_resource, choose_bulk
+from .bulk import (
+    BULK_MODES,
+    AttributesByExport,
+    bulk_customer_attributes_resource,
+    bulk_deliveries_resource,
+    choose_bulk,
+)
 from .catalogue import CATALOGUE, METRIC_PERIODS, default_tables
 from .client import CustomerIOClient
 from .context import Interval, RunContext
@@ -21,6 +27,7 @@ from .deliveries import deliveries_resource
 from .errors import ConfigError
 from .objects import objects_resources
 from .people import (
+    SearchEnd,
     attributes_transformer,
     customers_resource,
     parse_attribute_columns,
@@ -125,6 +132,7 @@ def customerio_source(
 def build_resources(ctx: RunContext, names: list[str], bulk: str = "api") -> Iterable[DltResource]:
     """Resources for the selected tables (people tables share one enumeration of people)."""
     people: DltResource | None = None
+    end = SearchEnd()  # who is last in the people search, shared by `customers` and the transformers
     object_names = [n for n in names if CATALOGUE[n].builder == "objects"]
     for name in names:
         spec = CATALOGUE[name]
@@ -144,18 +152,20 @@ def build_resources(ctx: RunContext, names: list[str], bulk: str = "api") -> Ite
             yield suppressions_resource(ctx, spec)
         elif builder == "metrics":
             yield metrics.metrics_resource(ctx, spec, ctx.metrics_periods[name])
-        elif builder == "customer_attributes" and bulk != "api" and choose_bulk(bulk, ctx, name):
+        elif builder == "customer_attributes" and bulk == "exports":
             resource = bulk_customer_attributes_resource(ctx)
             resource.reads_everyone = True  # one export of every person: rows it did not see are deleted
             yield resource
         elif builder in ("customers", "customer_attributes", "per_person"):
             if people is None:
                 # a transformer evaluates its parent even when the parent table is not loaded
-                people = customers_resource(ctx)
+                people = customers_resource(ctx, end)
                 if "customers" in names or "customer_attributes" in names:
                     yield people  # attributes' deletes follow `customers`, enumerated anyway: no extra requests
             if builder == "customer_attributes":
-                yield attributes_transformer(ctx, people)
+                # `auto` decides when the run extracts: building the source sends no request
+                exports = AttributesByExport(ctx) if bulk == "auto" else None
+                yield attributes_transformer(ctx, people, end, exports)
             elif builder == "per_person":
                 yield per_person_transformer(ctx, people, name)
         elif builder == "objects":

@@ -23,7 +23,7 @@ from customerio_source.client import CustomerIOClient
 from customerio_source.context import RunContext
 from customerio_source.deliveries import deliveries_resource
 from customerio_source.errors import ConfigError
-from customerio_source.people import attributes_transformer, customers_resource
+from customerio_source.people import SearchEnd, attributes_transformer, customers_resource
 from customerio_source.runner import ARROW_PROMOTE_ENV
 
 from .conftest import API_KEY
@@ -37,14 +37,21 @@ def make_ctx(base_url: str, **kwargs: Any) -> RunContext:
 
 
 def run(db_path: str, dataset: str, resources: list[Any], tmp_path: Any) -> None:
-    os.environ.setdefault(ARROW_PROMOTE_ENV, "default")  # as customerio_source.load sets it for a run
     pipeline = dlt.pipeline(
         pipeline_name=f"bulk_{uuid.uuid4().hex[:8]}",
         pipelines_dir=str(tmp_path / "pipelines"),
         destination=dlt.destinations.duckdb(db_path),
         dataset_name=dataset,
     )
-    pipeline.run(resources).raise_on_failed_jobs()
+    before = os.environ.get(ARROW_PROMOTE_ENV)
+    os.environ[ARROW_PROMOTE_ENV] = "default"  # as customerio_source.load sets it for a run
+    try:
+        pipeline.run(resources).raise_on_failed_jobs()
+    finally:
+        if before is None:
+            os.environ.pop(ARROW_PROMOTE_ENV)
+        else:
+            os.environ[ARROW_PROMOTE_ENV] = before
 
 
 def query(db_path: str, sql: str) -> list[tuple]:
@@ -59,8 +66,9 @@ def loaded(tiny_server: Any, tmp_path_factory: Any) -> str:
     tmp_path = tmp_path_factory.mktemp("bulk")
     db_path = str(tmp_path / "warehouse.duckdb")
     api = make_ctx(tiny_server.base_url)
+    end = SearchEnd()
     run(db_path, "api", [deliveries_resource(api, CATALOGUE["messages"]),
-                         attributes_transformer(api, customers_resource(api))], tmp_path)
+                         attributes_transformer(api, customers_resource(api, end), end)], tmp_path)
     tiny_server.stats.reset()
     exports = make_ctx(tiny_server.base_url)
     run(db_path, "bulk", [bulk.bulk_deliveries_resource(exports, CATALOGUE["messages"], FAST),
@@ -296,3 +304,27 @@ def test_auto_keeps_small_delivery_reads_on_the_api_path(tiny_server: Any) -> No
     assert {r for t in tables for r in t.column("id").to_pylist()} == {
         k[0] for k in tiny_server.workspace.expected_keys("messages")}
     assert not tiny_server.stats.by_operation.get("POST /v1/exports/deliveries")
+
+
+def test_auto_exports_attributes_decided_when_the_run_extracts(tiny_server: Any, tmp_path: Any, monkeypatch: Any):
+    """`--bulk auto` counts people when the run extracts (not when the source is built); at the threshold one
+    export replaces the attribute batches, with the same rows as the API path."""
+    from customerio_source import customerio_source, load
+
+    monkeypatch.setattr(bulk, "AUTO_PEOPLE", 10)  # the tiny workspace's 60 people are "many"
+    tiny_server.stats.reset()
+    source = customerio_source(api_key=API_KEY, base_url=tiny_server.base_url, tables="customers,customer_attributes",
+                               rate_limit=0, bulk="auto")
+    assert tiny_server.stats.requests == 0
+    db_path = str(tmp_path / "warehouse.duckdb")
+    pipeline = dlt.pipeline("auto_attributes", pipelines_dir=str(tmp_path / "p"),
+                            destination=dlt.destinations.duckdb(db_path), dataset_name="auto")
+    load(pipeline, source)
+    ops = tiny_server.stats.by_operation
+    # one attributes call at most: the export's attribute names are discovered from a sample (as in `exports`)
+    assert ops.get("POST /v1/exports/customers") == 1 and ops.get("POST /v1/customers/attributes", 0) <= 1
+    expected = {str(k[0]) for k in tiny_server.workspace.expected_keys("customer_attributes")}
+    with duckdb.connect(db_path, read_only=True) as con:
+        got = {r[0] for r in con.execute("SELECT cio_id FROM auto.customer_attributes").fetchall()}
+        dupes = con.execute("SELECT COUNT(*) - COUNT(DISTINCT cio_id) FROM auto.customer_attributes").fetchone()[0]
+    assert got == expected and dupes == 0
