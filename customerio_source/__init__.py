@@ -1,8 +1,8 @@
 """customerio-source: a dlt source for the whole Customer.io App API.
 
 Importing the package or building its source changes no environment variable, no dlt configuration and no
-allocator, and sends no request (but for ``bulk="auto"``, which counts people when the source is built).
-Settings a run needs are made by :func:`load` for that run only.
+allocator, and sends no request (``bulk="auto"`` decides when the run extracts). Settings a run needs are
+made by :func:`load` for that run only; process-wide tuning is the CLI's, in its own process.
 """
 
 from .catalogue import CATALOGUE, default_tables
