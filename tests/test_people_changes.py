@@ -25,8 +25,8 @@ def test_changed_people_rule_equals_a_full_reread(tmp_path, monkeypatch):
     with SimulatorServer(ws, api_key=API_KEY) as server:
         incremental = Loader(server.base_url, tmp_path / "incremental")
         incremental.run(["customer_attributes"])
-        resources = incremental.pipeline().state["sources"]["customerio"]["resources"]
-        assert len(resources["customer_attributes"]["known"].split(",")) == ws.expected_count("customers")
+        state = incremental.pipeline().state["sources"]["customerio"]["resources"]["customer_attributes"]
+        assert set(state) == {"since", "full_at"}  # two timestamps: nothing per person (it grew with people)
         ws.advance()
         ws.advance()
         server.stats.reset()
@@ -63,3 +63,15 @@ def test_full_refresh_mode_and_first_run_read_everyone(tmp_path):
         server.stats.reset()
         loader.run(["customer_attributes"], attributes_refresh="full")
         assert server.stats.by_operation.get("POST /v1/customers/attributes") == -(-people // 100)
+
+
+def test_known_people_answers_membership_by_hash():
+    from customerio_source.known_people import KnownPeople
+
+    known = KnownPeople.of(f"cio_{i:06d}" for i in range(0, 20_000, 2))
+    assert len(known) == 10_000
+    assert "cio_000002" in known and "cio_000003" not in known
+    page = [f"cio_{i:06d}" for i in range(100, 120)]
+    assert known.unknown(page) == {f"cio_{i:06d}" for i in range(101, 120, 2)}
+    assert KnownPeople.of([]).unknown(["a", "b"]) == {"a", "b"} and known.unknown([]) == set()
+    assert all(f"cio_{i:06d}" not in known for i in range(1, 20_000, 2))  # none of the odd ones
