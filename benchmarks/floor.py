@@ -27,8 +27,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import customerio_source.metrics  # noqa: F401  (registers the metrics tables in the catalogue)
-from customerio_source.activities import ACTIVITIES_PAGE_SIZE
 from customerio_source.catalogue import CATALOGUE
 from customerio_source.people import ATTRIBUTES_BATCH, PEOPLE_PAGE_SIZE
 from customerio_source.simulator import Workspace
@@ -139,7 +137,8 @@ def table_floor(ws: Workspace, table: str, periods: tuple[str, ...] = ("days",))
         return Floor(table, rows, requests, f"max(ceil(rows/{DELIVERIES_PAGE_SIZE}), {windows} six-month windows)")
     if table == "activities":
         rows = ws.expected_count("activities")
-        return Floor(table, rows, pages(rows, ACTIVITIES_PAGE_SIZE), f"ceil(rows/{ACTIVITIES_PAGE_SIZE})")
+        size = CATALOGUE["activities"].page_size
+        return Floor(table, rows, pages(rows, size), f"ceil(rows/{size})")
     if table == "esp_suppressions":
         counts = [len(rows) for rows in ws.cat.suppressions.values()]
         requests = sum(pages(n, SUPPRESSIONS_PAGE_SIZE) for n in counts)
@@ -198,8 +197,8 @@ def incremental_floors(
                                    f"ceil(created >= watermark - {lookback_days:g}d / {DELIVERIES_PAGE_SIZE})")
             elif table == "activities":
                 rows = _new_activities(ws, watermarks.activities)
-                out[table] = Floor(table, rows, pages(rows, ACTIVITIES_PAGE_SIZE),
-                                   f"ceil(newer than watermark / {ACTIVITIES_PAGE_SIZE})")
+                size = CATALOGUE["activities"].page_size
+                out[table] = Floor(table, rows, pages(rows, size), f"ceil(newer than watermark / {size})")
             elif table == "customer_attributes":
                 changed = changed_people(ws, watermarks)
                 out[table] = Floor(table, len(changed), pages(len(changed), ATTRIBUTES_BATCH, minimum=0),

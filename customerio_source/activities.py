@@ -19,8 +19,6 @@ from .context import EPOCH, RunContext, records
 from .resources import merge_resource, table_columns
 from .transform import convert_timestamps
 
-ACTIVITIES_PAGE_SIZE = 100  # max limit for GET /v1/activities
-
 
 def activities_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
     def read(query: dict[str, Any], floor: datetime | None) -> Iterator[list[dict[str, Any]]]:
@@ -41,9 +39,9 @@ def activities_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
         floor = timestamp.start_value
         if floor is not None and floor <= EPOCH:
             floor = None
-        yield from read({"limit": ACTIVITIES_PAGE_SIZE}, floor)
+        yield from read({"limit": spec.page_size}, floor)
         if ctx.activities_include_deleted:
-            yield from read({"limit": ACTIVITIES_PAGE_SIZE, "deleted": "true"}, floor)
+            yield from read({"limit": spec.page_size, "deleted": "true"}, floor)
 
     columns = table_columns(spec)
     columns["data"] = {"data_type": "json", "nullable": True}

@@ -1,9 +1,10 @@
 """The table catalogue: every table the source can load, read like the App API's table of contents.
 
-Regular tables are declared here and built by one generic mechanism (:mod:`customerio_source.resources`):
-a list endpoint, or a per-parent endpoint read for every row of a parent list. Irregular tables (people,
-deliveries in time windows, activities, metrics, objects, suppressions) name a ``builder`` and are written
-by hand in their own modules, but are declared here too so that selection, docs and tests see one list.
+Every table is declared here, once: endpoint, envelope, page size, key, interval field, timestamps,
+per-parent path fields, metrics family. Regular tables are built by one generic mechanism
+(:mod:`customerio_source.resources`): a list endpoint, or a per-parent endpoint read for every row of a
+parent list. Irregular tables (people, deliveries in time windows, activities, metrics, objects,
+suppressions) name a ``builder`` whose code lives in its own module and reads everything else from here.
 
 Page sizes are the spec's maxima. Where the spec names a ``limit`` without a maximum we send
 ``UNDOCUMENTED_PAGE_SIZE`` (an assumption; see the constant).
@@ -37,8 +38,9 @@ class TableSpec:
     page_size: int | None = None
     """Maximum `limit` for cursor-paginated endpoints; None = unpaginated (or the server decides)."""
     paginated: bool = False
-    cursor: str | None = None
-    """The row's last-change field (`updated`/`updated_at`), used for intervals and docs."""
+    interval_field: str | None = None
+    """The row field an interval filters on (`updated`/`updated_at` of lists, `timestamp` of activities);
+    not the pagination cursor (the API's `next`/`start`, handled by the client)."""
     timestamps: tuple[str, ...] = ()
     """Unix-seconds fields loaded as UTC timestamps."""
     default: bool = True
@@ -47,6 +49,8 @@ class TableSpec:
     """Read completely every run: rows that vanish get `_cio_deleted_at`."""
     builder: str | None = None
     """Name of a hand-written resource builder, for irregular tables."""
+    metrics_family: str | None = None
+    """Metrics tables: "v2" (explicit UTC window), "journey", "steps" (period/steps) or "links"."""
     deletes_follow: str | None = None
     """Rows are marked deleted when the row with the same key is marked deleted in this table."""
     params: dict[str, str] = field(default_factory=dict)
@@ -75,8 +79,15 @@ DELIVERY_TIMESTAMPS = _t("created")  # plus every value of `metrics`, handled in
 _SPECS: list[TableSpec] = [
     # -- workspace-level lists ----------------------------------------------------------------------
     TableSpec("workspaces", "/v1/workspaces", "workspaces", ("id",)),
-    TableSpec("campaigns", "/v1/campaigns", "campaigns", ("id",), cursor="updated", timestamps=CREATED_UPDATED),
-    TableSpec("broadcasts", "/v1/broadcasts", "broadcasts", ("id",), cursor="updated", timestamps=CREATED_UPDATED),
+    TableSpec("campaigns", "/v1/campaigns", "campaigns", ("id",), interval_field="updated", timestamps=CREATED_UPDATED),
+    TableSpec(
+        "broadcasts",
+        "/v1/broadcasts",
+        "broadcasts",
+        ("id",),
+        interval_field="updated",
+        timestamps=CREATED_UPDATED,
+    ),
     TableSpec(
         "newsletters",
         "/v1/newsletters",
@@ -84,31 +95,52 @@ _SPECS: list[TableSpec] = [
         ("id",),
         paginated=True,
         page_size=100,
-        cursor="updated",
+        interval_field="updated",
         timestamps=_t("created", "updated", "sent_at"),
         params={"sort": "asc"},
         cost="ceil(newsletters / 100)",
     ),
-    TableSpec("segments", "/v1/segments", "segments", ("id",), cursor="updated_at", timestamps=CREATED_AT_UPDATED_AT),
+    TableSpec(
+        "segments",
+        "/v1/segments",
+        "segments",
+        ("id",),
+        interval_field="updated_at",
+        timestamps=CREATED_AT_UPDATED_AT,
+    ),
     TableSpec(
         "transactional_messages",
         "/v1/transactional",
         "messages",
         ("id",),
-        cursor="updated_at",
+        interval_field="updated_at",
         timestamps=CREATED_AT_UPDATED_AT,
         notes="GET /v1/transactional returns its list under `messages`.",
     ),
-    TableSpec("exports", "/v1/exports", "exports", ("id",), cursor="updated_at", timestamps=CREATED_AT_UPDATED_AT),
+    TableSpec(
+        "exports",
+        "/v1/exports",
+        "exports",
+        ("id",),
+        interval_field="updated_at",
+        timestamps=CREATED_AT_UPDATED_AT,
+    ),
     TableSpec(
         "collections",
         "/v1/collections",
         "collections",
         ("id",),
-        cursor="updated_at",
+        interval_field="updated_at",
         timestamps=CREATED_AT_UPDATED_AT,
     ),
-    TableSpec("snippets", "/v1/snippets", "snippets", ("name",), cursor="updated_at", timestamps=_t("updated_at")),
+    TableSpec(
+        "snippets",
+        "/v1/snippets",
+        "snippets",
+        ("name",),
+        interval_field="updated_at",
+        timestamps=_t("updated_at"),
+    ),
     TableSpec(
         "sender_identities",
         "/v1/sender_identities",
@@ -164,6 +196,8 @@ _SPECS: list[TableSpec] = [
         "cio_relationships",
         ("object_type_id", "object_id", "cio_id"),
         builder="objects",
+        page_size=UNDOCUMENTED_PAGE_SIZE,
+        paginated=True,
         default=False,
         cost="1+ per object (opt-in)",
     ),
@@ -177,7 +211,7 @@ _SPECS: list[TableSpec] = [
         path_fields={"campaign_id": "id"},
         parent_columns={"campaign_id": "id"},
         paginated=True,
-        cursor="updated",
+        interval_field="updated",
         timestamps=_t("created", "updated"),
         cost="1+ per campaign",
     ),
@@ -189,7 +223,7 @@ _SPECS: list[TableSpec] = [
         parent="broadcasts",
         path_fields={"broadcast_id": "id"},
         parent_columns={"broadcast_id": "id"},
-        cursor="updated",
+        interval_field="updated",
         timestamps=_t("created", "updated"),
         cost="1 per broadcast",
     ),
@@ -289,6 +323,8 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder="per_person",
+        page_size=1000,
+        paginated=True,
         timestamps=DELIVERY_TIMESTAMPS,
         full_reread=False,
         default=False,
@@ -300,6 +336,8 @@ _SPECS: list[TableSpec] = [
         "activities",
         ("id",),
         builder="per_person",
+        page_size=100,
+        paginated=True,
         timestamps=_t("timestamp"),
         full_reread=False,
         default=False,
@@ -311,6 +349,8 @@ _SPECS: list[TableSpec] = [
         "cio_relationships",
         ("cio_id", "object_type_id", "object_id"),
         builder="per_person",
+        page_size=UNDOCUMENTED_PAGE_SIZE,
+        paginated=True,
         default=False,
         cost="1+ per person (opt-in)",
     ),
@@ -320,6 +360,7 @@ _SPECS: list[TableSpec] = [
         "segments",
         ("cio_id", "segment_id"),
         builder="per_person",
+        timestamps=CREATED_AT_UPDATED_AT,
         default=False,
         cost="1 per person (opt-in; `segment_memberships` is cheaper)",
     ),
@@ -400,7 +441,7 @@ _SPECS: list[TableSpec] = [
         ("id",),
         builder="activities",
         page_size=100,
-        cursor="timestamp",
+        interval_field="timestamp",
         timestamps=_t("timestamp"),
         full_reread=False,
         cost="ceil(new activities / 100)",
@@ -409,14 +450,144 @@ _SPECS: list[TableSpec] = [
 ]
 
 
+# -- metrics: one request per parent and period ---------------------------------------------------
+# family: "v2" (explicit UTC window), "journey" (explicit window, journey series), "steps" (period/steps,
+# Eastern buckets), "links" (period/steps per link).
+_METRICS: list[tuple[str, str, str, str, dict[str, str], bool]] = [
+    # name, parent table, path, family, path fields -> parent fields (also the key columns), default
+    ("campaign_metrics", "campaigns", "/v1/campaigns/{campaign_id}/metrics", "v2", {"campaign_id": "id"}, True),
+    (
+        "campaign_action_metrics",
+        "campaign_actions",
+        "/v1/campaigns/{campaign_id}/actions/{action_id}/metrics",
+        "v2",
+        {"campaign_id": "campaign_id", "action_id": "id"},
+        True,
+    ),
+    (
+        "campaign_journey_metrics",
+        "campaigns",
+        "/v1/campaigns/{campaign_id}/journey_metrics",
+        "journey",
+        {"campaign_id": "id"},
+        True,
+    ),
+    ("broadcast_metrics", "broadcasts", "/v1/broadcasts/{broadcast_id}/metrics", "steps", {"broadcast_id": "id"}, True),
+    (
+        "broadcast_action_metrics",
+        "broadcast_actions",
+        "/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics",
+        "steps",
+        {"broadcast_id": "broadcast_id", "action_id": "id"},
+        True,
+    ),
+    (
+        "newsletter_metrics",
+        "newsletters",
+        "/v1/newsletters/{newsletter_id}/metrics",
+        "steps",
+        {"newsletter_id": "id"},
+        True,
+    ),
+    (
+        "newsletter_variant_metrics",
+        "newsletter_variants",
+        "/v1/newsletters/{newsletter_id}/contents/{content_id}/metrics",
+        "steps",
+        {"newsletter_id": "newsletter_id", "content_id": "id"},
+        True,
+    ),
+    (
+        "transactional_metrics",
+        "transactional_messages",
+        "/v1/transactional/{transactional_id}/metrics",
+        "steps",
+        {"transactional_id": "id"},
+        True,
+    ),
+    (
+        "campaign_link_metrics",
+        "campaigns",
+        "/v1/campaigns/{campaign_id}/metrics/links",
+        "links",
+        {"campaign_id": "id"},
+        False,
+    ),
+    (
+        "campaign_action_link_metrics",
+        "campaign_actions",
+        "/v1/campaigns/{campaign_id}/actions/{action_id}/metrics/links",
+        "links",
+        {"campaign_id": "campaign_id", "action_id": "id"},
+        False,
+    ),
+    (
+        "broadcast_link_metrics",
+        "broadcasts",
+        "/v1/broadcasts/{broadcast_id}/metrics/links",
+        "links",
+        {"broadcast_id": "id"},
+        False,
+    ),
+    (
+        "broadcast_action_link_metrics",
+        "broadcast_actions",
+        "/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics/links",
+        "links",
+        {"broadcast_id": "broadcast_id", "action_id": "id"},
+        False,
+    ),
+    (
+        "newsletter_link_metrics",
+        "newsletters",
+        "/v1/newsletters/{newsletter_id}/metrics/links",
+        "links",
+        {"newsletter_id": "id"},
+        False,
+    ),
+    (
+        "newsletter_variant_link_metrics",
+        "newsletter_variants",
+        "/v1/newsletters/{newsletter_id}/contents/{content_id}/metrics/links",
+        "links",
+        {"newsletter_id": "newsletter_id", "content_id": "id"},
+        False,
+    ),
+    (
+        "transactional_link_metrics",
+        "transactional_messages",
+        "/v1/transactional/{transactional_id}/metrics/links",
+        "links",
+        {"transactional_id": "id"},
+        False,
+    ),
+]
+
+
+
+def _metrics_spec(name: str, parent: str, path: str, family: str, fields: dict[str, str], default: bool) -> TableSpec:
+    keys = tuple(fields) + (("link_id",) if family == "links" else ()) + ("period", "period_start")
+    return TableSpec(
+        name,
+        path,
+        "metric",
+        keys,
+        parent=parent,
+        path_fields=dict(fields),
+        parent_columns=dict(fields),
+        builder="metrics",
+        metrics_family=family,
+        default=default,
+        full_reread=False,
+        cost=f"1 per {parent.rstrip('s').replace('_', ' ')} and period" + (" (opt-in)" if not default else ""),
+    )
+
+
+_SPECS.extend(_metrics_spec(*row) for row in _METRICS)
+
 CATALOGUE: dict[str, TableSpec] = {spec.name: spec for spec in _SPECS}
-
-
-def register(spec: TableSpec) -> None:
-    """Add a table (used by modules that declare irregular families, e.g. metrics)."""
-    if spec.name in CATALOGUE:
-        raise ValueError(f"table {spec.name!r} declared twice")
-    CATALOGUE[spec.name] = spec
+if len(CATALOGUE) != len(_SPECS):  # pragma: no cover - a declaration error
+    raise ValueError("a table is declared twice in the catalogue")
 
 
 def default_tables() -> list[str]:

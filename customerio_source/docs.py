@@ -17,8 +17,8 @@ def strategy(spec: TableSpec) -> str:
     if spec.builder == "metrics":
         return "merge; re-read each run, history accumulates"
     parts = ["merge", "re-read in full" if spec.full_reread else "append-only window"]
-    if spec.cursor:
-        parts.append(f"interval on `{spec.cursor}`")
+    if spec.interval_field:
+        parts.append(f"interval on `{spec.interval_field}`")
     if spec.full_reread:
         parts.append("deletes marked")
     return "; ".join(parts)

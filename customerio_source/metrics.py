@@ -22,7 +22,7 @@ from typing import Any
 import pendulum
 from dlt.sources import DltResource
 
-from .catalogue import CATALOGUE, TableSpec, register
+from .catalogue import TableSpec
 from .context import RunContext, records, skip_missing
 from .resources import merge_resource
 from .transform import to_datetime
@@ -106,143 +106,9 @@ def parse_echoed_time(value: Any) -> datetime | None:
         return None
 
 
-# -- declarations ---------------------------------------------------------------------------------------
-# family: "v2" (explicit UTC window), "journey" (explicit window, journey series), "steps" (period/steps,
-# Eastern buckets), "links" (period/steps per link).
-_METRICS: list[tuple[str, str, str, str, dict[str, str], bool]] = [
-    # name, parent table, path, family, path fields -> parent fields (also the key columns), default
-    ("campaign_metrics", "campaigns", "/v1/campaigns/{campaign_id}/metrics", "v2", {"campaign_id": "id"}, True),
-    (
-        "campaign_action_metrics",
-        "campaign_actions",
-        "/v1/campaigns/{campaign_id}/actions/{action_id}/metrics",
-        "v2",
-        {"campaign_id": "campaign_id", "action_id": "id"},
-        True,
-    ),
-    (
-        "campaign_journey_metrics",
-        "campaigns",
-        "/v1/campaigns/{campaign_id}/journey_metrics",
-        "journey",
-        {"campaign_id": "id"},
-        True,
-    ),
-    ("broadcast_metrics", "broadcasts", "/v1/broadcasts/{broadcast_id}/metrics", "steps", {"broadcast_id": "id"}, True),
-    (
-        "broadcast_action_metrics",
-        "broadcast_actions",
-        "/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics",
-        "steps",
-        {"broadcast_id": "broadcast_id", "action_id": "id"},
-        True,
-    ),
-    (
-        "newsletter_metrics",
-        "newsletters",
-        "/v1/newsletters/{newsletter_id}/metrics",
-        "steps",
-        {"newsletter_id": "id"},
-        True,
-    ),
-    (
-        "newsletter_variant_metrics",
-        "newsletter_variants",
-        "/v1/newsletters/{newsletter_id}/contents/{content_id}/metrics",
-        "steps",
-        {"newsletter_id": "newsletter_id", "content_id": "id"},
-        True,
-    ),
-    (
-        "transactional_metrics",
-        "transactional_messages",
-        "/v1/transactional/{transactional_id}/metrics",
-        "steps",
-        {"transactional_id": "id"},
-        True,
-    ),
-    (
-        "campaign_link_metrics",
-        "campaigns",
-        "/v1/campaigns/{campaign_id}/metrics/links",
-        "links",
-        {"campaign_id": "id"},
-        False,
-    ),
-    (
-        "campaign_action_link_metrics",
-        "campaign_actions",
-        "/v1/campaigns/{campaign_id}/actions/{action_id}/metrics/links",
-        "links",
-        {"campaign_id": "campaign_id", "action_id": "id"},
-        False,
-    ),
-    (
-        "broadcast_link_metrics",
-        "broadcasts",
-        "/v1/broadcasts/{broadcast_id}/metrics/links",
-        "links",
-        {"broadcast_id": "id"},
-        False,
-    ),
-    (
-        "broadcast_action_link_metrics",
-        "broadcast_actions",
-        "/v1/broadcasts/{broadcast_id}/actions/{action_id}/metrics/links",
-        "links",
-        {"broadcast_id": "broadcast_id", "action_id": "id"},
-        False,
-    ),
-    (
-        "newsletter_link_metrics",
-        "newsletters",
-        "/v1/newsletters/{newsletter_id}/metrics/links",
-        "links",
-        {"newsletter_id": "id"},
-        False,
-    ),
-    (
-        "newsletter_variant_link_metrics",
-        "newsletter_variants",
-        "/v1/newsletters/{newsletter_id}/contents/{content_id}/metrics/links",
-        "links",
-        {"newsletter_id": "newsletter_id", "content_id": "id"},
-        False,
-    ),
-    (
-        "transactional_link_metrics",
-        "transactional_messages",
-        "/v1/transactional/{transactional_id}/metrics/links",
-        "links",
-        {"transactional_id": "id"},
-        False,
-    ),
-]
-
-FAMILY: dict[str, str] = {}
-for _name, _parent, _path, _family, _fields, _default in _METRICS:
-    _keys = tuple(_fields) + (("link_id",) if _family == "links" else ()) + ("period", "period_start")
-    FAMILY[_name] = _family
-    register(
-        TableSpec(
-            _name,
-            _path,
-            "metric",
-            _keys,
-            parent=_parent,
-            path_fields=dict(_fields),
-            parent_columns=dict(_fields),
-            builder="metrics",
-            default=_default,
-            full_reread=False,
-            cost=f"1 per {_parent.rstrip('s').replace('_', ' ')} and period" + (" (opt-in)" if not _default else ""),
-        )
-    )
-
-
 def metrics_resource(ctx: RunContext, spec: TableSpec, periods: tuple[str, ...]) -> DltResource:
     """One metrics table for the requested periods (one request per parent and period)."""
-    family = FAMILY[spec.name]
+    family = spec.metrics_family
 
     def window(period: str, parent: dict[str, Any]) -> tuple[datetime, datetime]:
         """The explicit v2 window: the interval, else the same span as the period/steps endpoints; never
@@ -312,5 +178,3 @@ def _in_interval(ctx: RunContext, rows: list[dict[str, Any]]) -> list[dict[str, 
         return rows
     return [row for row in rows if ctx.interval.contains(row["period_start"])]
 
-
-assert all(name in CATALOGUE for name in FAMILY)

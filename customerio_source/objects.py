@@ -63,28 +63,22 @@ def objects_resources(ctx: RunContext, names: list[str]) -> Iterator[DltResource
     if "objects" in names:
         yield objects
     for name in names:
-        if name in PER_OBJECT:
+        if name != "objects":
             yield per_object_transformer(ctx, objects, name)
 
 
-PER_OBJECT = {
-    "object_attributes": ("attributes", "object"),
-    "object_relationships": ("relationships", "cio_relationships"),
-}
-
-
 def per_object_transformer(ctx: RunContext, objects: DltResource, name: str) -> DltResource:
-    suffix, envelope = PER_OBJECT[name]
     spec = CATALOGUE[name]
 
     def read(obj: dict[str, Any]) -> list[dict[str, Any]]:
-        path = f"/v1/objects/{path_value(obj['object_type_id'])}/{path_value(obj['object_id'])}/{suffix}"
+        ids = {"object_type_id": path_value(obj["object_type_id"]), "object_id": path_value(obj["object_id"])}
+        path = spec.path.format(**ids)
         query: dict[str, Any] = {"id_type": "object_id"}
-        if name == "object_attributes":
-            pages = [records(ctx.client.get(path, query, table=name), envelope)]
+        if not spec.paginated:
+            pages = [records(ctx.client.get(path, query, table=name), spec.envelope)]
         else:
-            query["limit"] = UNDOCUMENTED_PAGE_SIZE
-            pages = (records(p, envelope) for p in ctx.client.pages("GET", path, query, table=name))
+            query["limit"] = spec.page_size
+            pages = (records(p, spec.envelope) for p in ctx.client.pages("GET", path, query, table=name))
         out = []
         for page in pages:
             for row in page:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import dlt
 from dlt.sources import DltResource
 
-from .catalogue import CATALOGUE, UNDOCUMENTED_PAGE_SIZE, TableSpec
+from .catalogue import CATALOGUE, TableSpec
 from .client import path_value
 from .context import RunContext, Turns, records, skip_missing
 from .deliveries import delivery_range, window_params, windows
@@ -199,52 +199,20 @@ def attributes_transformer(
 
 
 # -- per-person tables: one request (or more) per person ------------------------------------------------
-PER_PERSON: dict[str, dict[str, Any]] = {
-    "customer_messages": {
-        "path": "/v1/customers/{cio}/messages",
-        "envelope": "messages",
-        "page_size": 1000,
-        "key": ("id",),
-        "timestamps": ("created",),
-    },
-    "customer_activities": {
-        "path": "/v1/customers/{cio}/activities",
-        "envelope": "activities",
-        "page_size": 100,
-        "key": ("id",),
-        "timestamps": ("timestamp",),
-    },
-    "customer_relationships": {
-        "path": "/v1/customers/{cio}/relationships",
-        "envelope": "cio_relationships",
-        "page_size": UNDOCUMENTED_PAGE_SIZE,
-        "key": ("cio_id", "object_type_id", "object_id"),
-        "timestamps": (),
-    },
-    "customer_segments": {
-        "path": "/v1/customers/{cio}/segments",
-        "envelope": "segments",
-        "page_size": None,
-        "key": ("cio_id", "segment_id"),
-        "timestamps": ("created_at", "updated_at"),
-    },
-}
-
-
 def per_person_transformer(ctx: RunContext, people: DltResource, name: str) -> DltResource:
     """A per-person table (messages, activities, relationships, segments of each person)."""
-    conf = PER_PERSON[name]
     spec: TableSpec = CATALOGUE[name]
 
     def read(person: dict[str, Any]) -> list[dict[str, Any]]:
-        path = conf["path"].format(cio=path_value(f"cio_{person['cio_id']}"))
+        # person look-ups send the `cio_`-prefixed id with id_type=cio_id, so nobody is silently missed
+        path = spec.path.format(customer_id=path_value(f"cio_{person['cio_id']}"))
         rows: list[dict[str, Any]] = []
         for query in queries():
-            if conf["page_size"]:
-                query["limit"] = conf["page_size"]
-                pages = (records(p, conf["envelope"]) for p in ctx.client.pages("GET", path, query, table=name))
+            if spec.paginated and spec.page_size:
+                query["limit"] = spec.page_size
+                pages = (records(p, spec.envelope) for p in ctx.client.pages("GET", path, query, table=name))
             else:
-                pages = iter([records(ctx.client.get(path, query, table=name), conf["envelope"])])
+                pages = iter([records(ctx.client.get(path, query, table=name), spec.envelope)])
             for page in pages:
                 rows.extend(shape(dict(raw), person) for raw in page)
                 if not page:
@@ -269,7 +237,7 @@ def per_person_transformer(ctx: RunContext, people: DltResource, name: str) -> D
         if name == "customer_messages":
             row["person_cio_id"] = person["cio_id"]
             convert_nested_timestamps(row, "metrics")
-        return convert_timestamps(row, conf["timestamps"])
+        return convert_timestamps(row, spec.timestamps)
 
     turns = Turns()
 
@@ -277,14 +245,14 @@ def per_person_transformer(ctx: RunContext, people: DltResource, name: str) -> D
         describe = lambda person: f"person cio_{person.get('cio_id')} (for {name})"  # noqa: E731
         yield from turns.take(rows for rows in ctx.map_unordered(skip_missing(read, describe), page) if rows)
 
-    columns = timestamp_columns(conf["timestamps"])
+    columns = timestamp_columns(spec.timestamps)
     if spec.full_reread:
         columns.update(deleted_marker_column())
     return dlt.transformer(
         per_page,
         data_from=people,
         name=name,
-        primary_key=list(conf["key"]),
+        primary_key=list(spec.primary_key),
         write_disposition="merge",
         columns=columns,
     )

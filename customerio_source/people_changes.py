@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any
 
+from .catalogue import CATALOGUE
 from .context import RunContext, records
 from .known_people import KnownPeople, known_in_destination
 
@@ -41,7 +42,6 @@ PROFILE_CHANGE_TYPES = frozenset(
     }
 )
 CLOCK_MARGIN = 3600  # seconds scanned before the previous run's start: clock skew, late-written activities
-ACTIVITIES_PAGE_SIZE = 100
 
 
 class PeopleChanges:
@@ -90,7 +90,7 @@ class PeopleChanges:
     def _scan(self) -> set[str]:
         floor = self.since - CLOCK_MARGIN
         found: set[str] = set()
-        query: dict[str, Any] = {"limit": ACTIVITIES_PAGE_SIZE}
+        query: dict[str, Any] = {"limit": CATALOGUE["activities"].page_size}
         for payload in self.ctx.client.pages("GET", "/v1/activities", query, table="customer_attributes"):
             page = records(payload, "activities")
             for activity in page:

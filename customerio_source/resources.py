@@ -37,8 +37,8 @@ def list_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
 
     def rows() -> Iterator[list[dict[str, Any]]]:
         page = [convert_timestamps(dict(row), spec.timestamps) for row in ctx.list_rows(spec.name)]
-        if spec.cursor and ctx.interval.bounded:
-            page = [row for row in page if ctx.interval.contains(row.get(spec.cursor))]
+        if spec.interval_field and ctx.interval.bounded:
+            page = [row for row in page if ctx.interval.contains(row.get(spec.interval_field))]
         if page:
             yield page
 

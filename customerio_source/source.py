@@ -11,7 +11,7 @@ import dlt
 import pendulum
 from dlt.sources import DltResource
 
-from . import metrics  # noqa: F401  (registers the metrics tables in the catalogue)
+from . import metrics
 from .activities import activities_resource
 from .bulk import (
     BULK_MODES,

@@ -60,11 +60,18 @@ def test_catalogue_has_ingestr_tables_and_at_least_45():
         assert name not in default_tables()
 
 
-def test_irregular_builders_declare_only_catalogue_tables():
-    from customerio_source.objects import PER_OBJECT
-    from customerio_source.people import PER_PERSON
-
-    assert set(PER_PERSON) | set(PER_OBJECT) <= set(CATALOGUE)
+def test_per_person_and_per_object_tables_are_declared_whole_in_the_catalogue():
+    """Their path, envelope, page size and timestamps come from the catalogue alone (no second table)."""
+    per_person = [s for s in CATALOGUE.values() if s.builder == "per_person"]
+    per_object = [s for s in CATALOGUE.values() if s.builder == "objects" and s.name != "objects"]
+    assert {s.name for s in per_person} == {
+        "customer_messages", "customer_activities", "customer_relationships", "customer_segments"}
+    assert {s.name for s in per_object} == {"object_attributes", "object_relationships"}
+    for spec in per_person:
+        assert spec.path.startswith("/v1/customers/{customer_id}/") and spec.envelope
+    for spec in per_object:
+        assert spec.path.startswith("/v1/objects/{object_type_id}/{object_id}/") and spec.envelope
+        assert spec.paginated == bool(spec.page_size)
 
 
 def test_primary_keys_match_the_issue():
