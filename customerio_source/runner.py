@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import dlt
-from dlt.sources import DltSource
+from dlt.sources import DltResource, DltSource
 
 from .catalogue import CATALOGUE
 from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401 - raised by pipeline_lock
@@ -35,13 +35,14 @@ if TYPE_CHECKING:  # annotations only: dlt documents no public home for the type
 
 logger = logging.getLogger("customerio_source")
 
-COMPLETE_READ_FLAG = "_cio_reads_all_rows"
+READS_ALL_ROWS_HINT = "x-customerio-reads-all-rows"
+"""A table hint (dlt keeps `x-` hints as they are): this run's resource sees every live row of its table."""
 CLIENT_ATTRIBUTE = "_cio_client"
 
 
-def mark_reads_all_rows(resource: Any, value: bool = True) -> Any:
-    """Flag a resource as one that sees every live row of its table on each run."""
-    setattr(resource, COMPLETE_READ_FLAG, value)
+def mark_reads_all_rows(resource: DltResource) -> DltResource:
+    """Declare, through a table hint, that ``resource`` sees every live row of its table on this run."""
+    resource.apply_hints(additional_table_hints={READS_ALL_ROWS_HINT: True})
     return resource
 
 
@@ -63,7 +64,9 @@ def client_of(source: DltSource) -> Any:
 def complete_tables(source: DltSource) -> list[str]:
     """Names of the selected tables this run reads in full (candidates for delete marking)."""
     return [
-        name for name, resource in source.selected_resources.items() if getattr(resource, COMPLETE_READ_FLAG, False)
+        name
+        for name, resource in source.selected_resources.items()
+        if resource.compute_table_schema().get(READS_ALL_ROWS_HINT)
     ]
 
 

@@ -123,8 +123,8 @@ def customerio_source(
     resources = list(build_resources(ctx, list(selected), bulk))
     for resource in resources:
         spec = CATALOGUE.get(resource.name)
-        reads_all = bool(spec and spec.full_reread) or getattr(resource, "reads_everyone", False)
-        mark_reads_all_rows(resource, reads_all and not interval.bounded)
+        if spec and spec.full_reread and not interval.bounded:
+            mark_reads_all_rows(resource)
         attach_client(resource, client)
     return resources
 
@@ -154,7 +154,8 @@ def build_resources(ctx: RunContext, names: list[str], bulk: str = "api") -> Ite
             yield metrics.metrics_resource(ctx, spec, ctx.metrics_periods[name])
         elif builder == "customer_attributes" and bulk == "exports":
             resource = bulk_customer_attributes_resource(ctx)
-            resource.reads_everyone = True  # one export of every person: rows it did not see are deleted
+            if not ctx.interval.bounded:
+                mark_reads_all_rows(resource)  # one export of every person: rows it did not see are deleted
             yield resource
         elif builder in ("customers", "customer_attributes", "per_person"):
             if people is None:
