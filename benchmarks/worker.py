@@ -4,8 +4,12 @@
 loads the workspace into ``DIR/warehouse.duckdb`` (dlt state in ``DIR/pipelines``, so a second call with
 the same directory is an incremental run) through :func:`customerio_source.load`, then writes a JSON report
 to ``F``: wall time of the run, dlt's step times, requests per table (the client's counters), rows per table
-(normalized this run), when each table's last page went through extraction, and the process's peak RSS.
-With ``--profile FILE`` the run is profiled with cProfile.
+(normalized this run), when each table's last page went through extraction, the load jobs per table (from
+dlt's trace), and the process's peak RSS. With ``--profile FILE`` the run is profiled with cProfile.
+
+``--destination postgres`` loads into Postgres instead (dlt's ``DESTINATION__POSTGRES__CREDENTIALS`` from
+the environment), into ``--dataset-name`` (default ``customerio``). When the run fails, the report still has
+the error line, the steps dlt finished and what it had extracted and loaded by then.
 """
 
 from __future__ import annotations
@@ -93,11 +97,158 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def destination_of(args: argparse.Namespace, workdir: Path) -> Any:
+    import dlt
+
+    if args.destination == "postgres":
+        return dlt.destinations.postgres()  # credentials: DESTINATION__POSTGRES__CREDENTIALS
+    return dlt.destinations.duckdb(str(workdir / "warehouse.duckdb"))
+
+
+class TraceLog:
+    """Every dlt trace of the run: ``customerio_source.load`` may call ``pipeline.load()`` again after
+    ``pipeline.run()`` (a retry), and ``pipeline.last_trace`` keeps only the last call's trace."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.traces: list[Any] = []
+        for name in ("run", "load"):
+            setattr(pipeline, name, self._wrap(getattr(pipeline, name)))
+
+    def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.note(self.pipeline.last_trace)
+
+        return call
+
+    def note(self, trace: Any) -> None:
+        if trace is not None and all(trace is not t for t in self.traces):
+            self.traces.append(trace)
+
+    def all(self) -> list[Any]:
+        self.note(self.pipeline.last_trace)
+        return self.traces
+
+    def steps(self) -> list[Any]:
+        """The steps of every trace in order (a ``run`` trace's steps; a nested ``load`` is one of them)."""
+        out: list[Any] = []
+        for trace in self.all():
+            for step in trace.steps:
+                if all(step is not s for s in out) and step.step != "run":
+                    out.append(step)
+        return out
+
+
+def load_jobs(steps: list[Any]) -> dict[str, Any]:
+    """Per table, the load jobs of dlt's load steps (``LoadMetrics.job_metrics`` of the traces): how many,
+    their summed run time, the span from the first start to the last finish, the slowest job, the job
+    states, in how many load steps they ran; plus the messages of failed jobs. Followup jobs (the merge
+    SQL) count under their table."""
+    from dlt.common.pipeline import LoadInfo
+
+    infos = [step.step_info for step in steps if step.step == "load" and isinstance(step.step_info, LoadInfo)]
+    tables: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, str, int]] = set()
+    for attempt, info in enumerate(infos, 1):
+        for load_id, metrics in info.metrics.items():
+            for step_metrics in metrics:
+                for job in step_metrics.get("job_metrics", {}).values():
+                    if (load_id, job.job_id, attempt) in seen:
+                        continue
+                    seen.add((load_id, job.job_id, attempt))
+                    entry = tables.setdefault(job.table_name, {
+                        "jobs": 0, "job_seconds": 0.0, "first_start": None, "last_finish": None,
+                        "slowest_job_seconds": 0.0, "states": Counter(), "formats": Counter(), "load_steps": set()})
+                    entry["jobs"] += 1
+                    entry["states"][job.state] += 1
+                    entry["formats"][job.job_id.rsplit(".", 1)[-1]] += 1
+                    entry["load_steps"].add(attempt)
+                    start = job.started_at.timestamp()
+                    finish = job.finished_at.timestamp() if job.finished_at else None
+                    entry["first_start"] = start if entry["first_start"] is None else min(entry["first_start"], start)
+                    if finish is not None:
+                        seconds = finish - start
+                        entry["job_seconds"] += seconds
+                        entry["slowest_job_seconds"] = max(entry["slowest_job_seconds"], seconds)
+                        entry["last_finish"] = max(entry["last_finish"] or finish, finish)
+    load_started = min((e["first_start"] for e in tables.values() if e["first_start"] is not None), default=None)
+    out: dict[str, Any] = {}
+    for table, entry in sorted(tables.items()):
+        first, last = entry.pop("first_start"), entry.pop("last_finish")
+        entry["span_seconds"] = round(last - first, 3) if last is not None and first is not None else None
+        entry["done_after_load_start_seconds"] = (round(last - load_started, 3)
+                                                  if last is not None and load_started is not None else None)
+        entry["job_seconds"] = round(entry["job_seconds"], 3)
+        entry["slowest_job_seconds"] = round(entry["slowest_job_seconds"], 3)
+        entry["states"], entry["formats"] = dict(entry["states"]), dict(entry["formats"])
+        entry["load_steps"] = sorted(entry["load_steps"])
+        out[table] = entry
+    failed = [{"table": job.job_file_info.table_name, "load_step": attempt,
+               "message": (job.failed_message or "")[:2000]}
+              for attempt, info in enumerate(infos, 1) for package in info.load_packages
+              for job in package.jobs.get("failed_jobs", [])]
+    report: dict[str, Any] = {"tables": out, "load_steps": len(infos)}
+    if failed:
+        report["failed_jobs"] = failed
+    return report
+
+
+def report_of(source: Any, pipeline: Any, traces: TraceLog, clock: TableClock, rss: RssSampler, started: float,
+              load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """What the run did, from the client's counters, dlt's traces and the samplers (also after a failure).
+    A step dlt ran more than once (a load retried by the connector) is ``load``, then ``load#2``, ..."""
+    import customerio_source
+    from customerio_source.runner import client_of
+
+    wall = time.perf_counter() - started
+    client = client_of(source)
+    all_steps = traces.steps()
+    steps: dict[str, float] = {}
+    step_rss: dict[str, float | None] = {}
+    failed_steps: dict[str, str] = {}
+    normalized: dict[str, int] = {}
+    for step in all_steps:
+        name, k = step.step, 2
+        while name in steps or name in failed_steps:
+            name, k = f"{step.step}#{k}", k + 1
+        if step.started_at and step.finished_at:
+            steps[name] = round((step.finished_at - step.started_at).total_seconds(), 3)
+            step_rss[name] = rss.peak_between(step.started_at.timestamp(), step.finished_at.timestamp())
+        if step.step_exception:
+            failed_steps[name] = str(step.step_exception)[:2000]
+        if step.step == "normalize" and getattr(step.step_info, "row_counts", None):
+            normalized = dict(step.step_info.row_counts)
+    report = {
+        "wall_seconds": round(wall, 3),
+        "destination": pipeline.destination.destination_name if pipeline.destination else None,
+        "dataset_name": pipeline.dataset_name,
+        "connector_file": customerio_source.__file__,
+        "steps": steps,
+        "requests_by_table": dict(client.stats.by_table),
+        "requests": client.stats.total,
+        "rate_limited": client.stats.rate_limited,
+        "retries": dict(client.stats.retries),
+        "rows_by_table": {name: normalized.get(name, 0) for name in source.selected_resources},
+        "rows_all_tables": normalized,
+        "items_extracted": dict(clock.rows),
+        "table_done_seconds": clock.spans(),
+        "load_jobs": load_jobs(all_steps),
+        "peak_rss_mb_self": round(peak_rss_mb(), 1),
+        "peak_rss_mb_by_step": step_rss,
+        "loadavg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    }
+    if failed_steps:
+        report["failed_steps"] = failed_steps
+    return report
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import dlt
 
     from customerio_source import customerio_source, load
-    from customerio_source.runner import client_of
 
     load_before = os.getloadavg()
     workdir = Path(args.workdir)
@@ -112,42 +263,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pipeline = dlt.pipeline(
         pipeline_name="customerio_bench",
         pipelines_dir=str(workdir / "pipelines"),
-        destination=dlt.destinations.duckdb(str(workdir / "warehouse.duckdb")),
-        dataset_name="customerio",
+        destination=destination_of(args, workdir),
+        dataset_name=args.dataset_name,
     )
+    traces = TraceLog(pipeline)
     profiler = cProfile.Profile() if args.profile else None
     with RssSampler() as rss:
-        if profiler:
-            profiler.enable()
-        load(pipeline, source)
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(args.profile)
-    wall = time.perf_counter() - started
-    client = client_of(source)
-    trace = pipeline.last_trace
-    steps: dict[str, float] = {}
-    step_rss: dict[str, float | None] = {}
-    for step in trace.steps if trace else []:
-        if step.started_at and step.finished_at:
-            steps[step.step] = round((step.finished_at - step.started_at).total_seconds(), 3)
-            step_rss[step.step] = rss.peak_between(step.started_at.timestamp(), step.finished_at.timestamp())
-    normalized = dict(trace.last_normalize_info.row_counts) if trace and trace.last_normalize_info else {}
-    return {
-        "wall_seconds": round(wall, 3),
-        "steps": steps,
-        "requests_by_table": dict(client.stats.by_table),
-        "requests": client.stats.total,
-        "rate_limited": client.stats.rate_limited,
-        "retries": dict(client.stats.retries),
-        "rows_by_table": {name: normalized.get(name, 0) for name in source.selected_resources},
-        "rows_all_tables": normalized,
-        "items_extracted": dict(clock.rows),
-        "table_done_seconds": clock.spans(),
-        "peak_rss_mb_self": round(peak_rss_mb(), 1),
-        "peak_rss_mb_by_step": step_rss,
-        "loadavg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-    }
+        try:
+            if profiler:
+                profiler.enable()
+            load(pipeline, source)
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
+        except Exception as exc:
+            try:
+                partial = report_of(source, pipeline, traces, clock, rss, started, load_before)
+            except Exception as inner:  # noqa: BLE001 - the original failure is what matters
+                partial = {"report_error": f"{type(inner).__name__}: {inner}"}
+            raise RunFailed(exc, partial) from exc
+    return report_of(source, pipeline, traces, clock, rss, started, load_before)
+
+
+class RunFailed(Exception):
+    """The pipeline failed; ``partial`` is what :func:`report_of` could still tell about the run."""
+
+    def __init__(self, cause: Exception, partial: dict[str, Any]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.partial = partial
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,14 +303,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--result", required=True)
     ap.add_argument("--profile", default=None)
+    ap.add_argument("--destination", choices=["duckdb", "postgres"], default="duckdb",
+                    help="duckdb: DIR/warehouse.duckdb; postgres: DESTINATION__POSTGRES__CREDENTIALS")
+    ap.add_argument("--dataset-name", default="customerio")
     args = ap.parse_args(argv)
+    from customerio_source.runner import bound_process_memory
+
+    bound_process_memory()  # the CLI's process tuning, so the figures are the CLI's
     try:
         report = run(args)
     except Exception as exc:  # noqa: BLE001 - the benchmark reports the failure and goes on
-        report = {"error": f"{type(exc).__name__}: {exc}"[:4000], "traceback": traceback.format_exc()[-8000:]}
-        Path(args.result).write_bytes(orjson.dumps(report))
+        cause = exc.cause if isinstance(exc, RunFailed) else exc
+        report = {"error": f"{type(cause).__name__}: {cause}"[:4000], "traceback": traceback.format_exc()[-8000:],
+                  "peak_rss_mb_self": round(peak_rss_mb(), 1)}
+        if isinstance(exc, RunFailed):
+            report["partial"] = exc.partial
+        Path(args.result).write_bytes(orjson.dumps(report, option=orjson.OPT_NON_STR_KEYS))
         raise
-    Path(args.result).write_bytes(orjson.dumps(report))
+    Path(args.result).write_bytes(orjson.dumps(report, option=orjson.OPT_NON_STR_KEYS))
     return 0
 
 

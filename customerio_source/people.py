@@ -8,7 +8,7 @@ are dlt transformers fed by that enumeration, so a run searches people once howe
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import dlt
 from dlt.sources import DltResource
@@ -20,9 +20,6 @@ from .deliveries import delivery_range, window_params, windows
 from .people_changes import PeopleChanges
 from .transform import convert_nested_timestamps, convert_timestamps, deleted_marker_column, timestamp_columns
 
-if TYPE_CHECKING:  # bulk imports this module
-    from .bulk import AttributesByExport
-
 PEOPLE_PAGE_SIZE = 1000  # POST /v1/customers: max limit 1000
 ATTRIBUTES_BATCH = 100  # POST /v1/customers/attributes: 1-100 ids per request
 
@@ -32,6 +29,14 @@ NEVER_SET_ATTRIBUTE = "_customerio_source_never_set"
 MATCH_EVERYONE = {"not": {"attribute": {"field": NEVER_SET_ATTRIBUTE, "operator": "exists"}}}
 
 ATTRIBUTE_TYPES = {"text", "bigint", "double", "bool", "timestamp"}
+
+
+class AttributesSource(Protocol):
+    """Another way to read every person's attributes, chosen when the run extracts (`bulk.AttributesByExport`)."""
+
+    def chosen(self) -> bool: ...
+
+    def pages(self) -> Iterator[list[dict[str, Any]]]: ...
 
 
 class SearchEnd:
@@ -130,7 +135,7 @@ def typed_attribute(value: Any, type_: str) -> Any:
 
 
 def attributes_transformer(
-    ctx: RunContext, people: DltResource, end: SearchEnd, exports: AttributesByExport | None = None
+    ctx: RunContext, people: DltResource, end: SearchEnd, exports: AttributesSource | None = None
 ) -> DltResource:
     """`customer_attributes`: POST /v1/customers/attributes with 100 ids per request, fed by `customers`
     (whose ``end`` it shares). With ``exports`` (`--bulk auto`), the first page asks whether one export is
