@@ -171,3 +171,21 @@ def test_a_second_run_of_a_running_pipeline_exits_at_once_and_the_first_is_unaff
         assert not os.path.exists(database)  # it touched nothing
     info = runner.load(pipeline, source)  # the lock is free again: the first pipeline loads as usual
     assert info.loads_ids and count(database, "campaigns") == tiny_server.workspace.expected_count("campaigns")
+
+
+def test_an_extract_failure_names_its_table_and_its_root_cause(tmp_path):
+    """The line is never cut after dlt's "with exception:" (issue 14: an Arrow error behind two wrappers)."""
+    from customerio_source.cli import failure_report
+
+    @dlt.resource(name="messages")
+    def messages():
+        yield {"id": "d1"}
+        raise ValueError("Column 'id' is declared non-nullable but contains nulls")
+
+    pipeline = dlt.pipeline("extract_failure", pipelines_dir=str(tmp_path / "p"),
+                            destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")), dataset_name="d")
+    with pytest.raises(Exception) as failure:
+        pipeline.run(messages())
+    line, code = failure_report(failure.value, [])
+    assert line == "extract step of messages failed: Column 'id' is declared non-nullable but contains nulls"
+    assert code == 1
