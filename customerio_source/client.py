@@ -1,9 +1,18 @@
 """The App API client: one per run, shared by every resource and thread.
 
-Bearer auth, one shared rate limiter applied before every attempt, bounded retries (429 honouring
-``Retry-After``, 5xx, connection errors, timeouts, cut bodies), cursor pagination with a loop guard, and
-errors turned into one actionable line. The API key is only ever placed in the Authorization header: it is
-never logged, never part of an exception message and never in a URL.
+Bearer auth, one shared rate limiter applied before every attempt, retries, cursor pagination with a loop
+guard, and errors turned into one actionable line.
+
+A 429 is not a failure of the request but of the workspace's shared budget: the client tells the limiter
+(with the time the request was sent), which pauses every thread for ``Retry-After`` and may lower the
+shared rate; the retry then goes before requests not sent yet. 429 retries do not use up ``max_attempts``:
+they are bounded by ``max_retry_wait`` seconds of waiting per request. Every other answer below 500 is
+reported to the limiter too (the budget held: it may raise the rate again). 5xx, connection errors,
+timeouts and cut bodies are retried with jittered exponential backoff, bounded by ``max_attempts`` and
+``max_retry_wait``.
+
+The API key is only ever placed in the Authorization header: it is never logged, never part of an exception
+message and never in a URL.
 """
 
 from __future__ import annotations
@@ -55,14 +64,16 @@ def path_value(value: Any) -> str:
 
 
 class RequestStats:
-    """Thread-safe request counters, by table (the tag a resource passes) and in total."""
+    """Thread-safe request counters, by table (the tag a resource passes) and in total, and what the shared
+    rate limiter did (``configured_rate``, ``adapted_rate``, ``min_rate``, ``rate_decreases``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limiter: RateLimiter | None = None) -> None:
         self._lock = threading.Lock()
         self.by_table: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.rate_limited = 0
         self.started = time.monotonic()
+        self.limiter = limiter
 
     def count(self, table: str) -> None:
         with self._lock:
@@ -77,6 +88,26 @@ class RequestStats:
     @property
     def total(self) -> int:
         return sum(self.by_table.values())
+
+    @property
+    def configured_rate(self) -> float | None:
+        """The rate limit the run was configured with (requests/s; None: off)."""
+        return self.limiter.max_rate if self.limiter else None
+
+    @property
+    def adapted_rate(self) -> float | None:
+        """The rate the limiter uses now, if 429s ever made it lower the rate (else None: it never adapted)."""
+        return self.limiter.rate if self.limiter and self.limiter.decreases else None
+
+    @property
+    def min_rate(self) -> float | None:
+        """The lowest rate the limiter went down to (None: it never lowered the rate)."""
+        return self.limiter.min_rate if self.limiter else None
+
+    @property
+    def rate_decreases(self) -> int:
+        """How many times 429s made the limiter lower the rate."""
+        return self.limiter.decreases if self.limiter else 0
 
 
 class CustomerIOClient:
@@ -109,7 +140,7 @@ class CustomerIOClient:
         self.max_retry_wait = max_retry_wait
         self.timeout = timeout
         self.backoff_base = backoff_base
-        self.stats = RequestStats()
+        self.stats = RequestStats(self.limiter)
         self._local = threading.local()
 
     def __repr__(self) -> str:  # never show the key
@@ -150,54 +181,82 @@ class CustomerIOClient:
         params = {k: v for k, v in (params or {}).items() if v is not None}
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else None
+        attempt = failures = 0
         waited = 0.0
         last_problem = ""
-        for attempt in range(1, self.max_attempts + 1):
-            self.limiter.acquire()
+        since = self.limiter.now()
+        after_429 = False
+        while True:
+            slept = self.limiter.acquire(priority=after_429, since=since)
+            if after_429:
+                waited += slept  # the pause and the queue after a 429 count as waiting; a first slot does not
+            attempt += 1
+            sent_at = self.limiter.now()
             self.stats.count(table)
-            delay: float | None = None
-            try:
-                response = self._session.request(
-                    method, url, params=params, data=data, headers=headers, timeout=self.timeout
-                )
-            except requests.exceptions.RequestException as exc:
-                # connection refused/reset, timeouts, cut streams: all worth another try
-                last_problem = self._transport_problem(exc)
-                self.stats.retry(type(exc).__name__)
-            else:
-                status = response.status_code
-                if status < 300:
-                    try:
-                        return decode(response.content) if response.content else {}
-                    except orjson.JSONDecodeError:
-                        last_problem = "a cut or invalid JSON body"
-                        self.stats.retry("bad_json")
-                elif status in RETRY_STATUSES:
-                    last_problem = f"HTTP {status}"
-                    if status == 429:
-                        delay = _retry_after(response.headers.get("Retry-After"))
-                        self.stats.retry("429", rate_limited=True)
-                    else:
-                        self.stats.retry(str(status))
-                else:
-                    raise self._error(response, endpoint)
-            if attempt == self.max_attempts:
-                break
-            rate_limited = delay is not None
-            if delay is None:
-                delay = min(30.0, self.backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            if waited + delay > self.max_retry_wait:
+            response, last_problem = self._send(method, url, params, data, headers)
+            if response is not None and response.status_code == 429:
+                last_problem = "HTTP 429"
+                delay = self._rate_limited(response, sent_at)
+                after_429 = True
+                if waited + delay > self.max_retry_wait:
+                    break
+                logger.debug("retrying %s after HTTP 429 (attempt %d, pausing %.1fs)", endpoint, attempt, delay)
+                continue
+            if response is not None:
+                if response.status_code < 500:
+                    self.limiter.accepted(sent_at)  # the budget held
+                result, last_problem = self._answer(response, endpoint, decode)
+                if not last_problem:
+                    return result
+            after_429 = False
+            failures += 1
+            delay = min(30.0, self.backoff_base * 2 ** (failures - 1)) * (0.5 + random.random() / 2)
+            if failures >= self.max_attempts or waited + delay > self.max_retry_wait:
                 break
             logger.debug("retrying %s after %s (attempt %d, waiting %.1fs)", endpoint, last_problem, attempt, delay)
-            if rate_limited:
-                self.limiter.pause(delay)  # Retry-After holds back every thread: the limit is per workspace
-            else:
-                time.sleep(delay)
+            time.sleep(delay)
             waited += delay
         raise RetriesExhausted(
             f"{endpoint} kept failing ({last_problem}) after {attempt} attempts and {waited:.0f}s of waiting",
             endpoint=endpoint,
         )
+
+    def _send(
+        self, method: str, url: str, params: dict[str, Any], data: bytes | None, headers: dict[str, str] | None
+    ) -> tuple[requests.Response | None, str]:
+        """One exchange: the response, or None and what went wrong on the wire."""
+        try:
+            return self._session.request(
+                method, url, params=params, data=data, headers=headers, timeout=self.timeout
+            ), ""
+        except requests.exceptions.RequestException as exc:
+            # connection refused/reset, timeouts, cut streams: all worth another try
+            self.stats.retry(type(exc).__name__)
+            return None, self._transport_problem(exc)
+
+    def _rate_limited(self, response: requests.Response, sent_at: float) -> float:
+        """A 429: the budget is per workspace, so every thread pauses ``Retry-After`` and the limiter may lower
+        the shared rate. Return the pause."""
+        delay = _retry_after(response.headers.get("Retry-After"))
+        self.stats.retry("429", rate_limited=True)
+        self.limiter.rate_limited(sent_at, delay)
+        return delay
+
+    def _answer(
+        self, response: requests.Response, endpoint: str, decode: Callable[[bytes], dict[str, Any]]
+    ) -> tuple[dict[str, Any], str]:
+        """The decoded result of a non-429 answer and "", or {} and the problem to retry; raise the others."""
+        status = response.status_code
+        if status < 300:
+            try:
+                return (decode(response.content) if response.content else {}), ""
+            except orjson.JSONDecodeError:
+                self.stats.retry("bad_json")
+                return {}, "a cut or invalid JSON body"
+        if status in RETRY_STATUSES:
+            self.stats.retry(str(status))
+            return {}, f"HTTP {status}"
+        raise self._error(response, endpoint)
 
     def _transport_problem(self, exc: requests.exceptions.RequestException) -> str:
         """A short, key-free description of a failed exchange (never the exception text: it holds URLs)."""

@@ -41,13 +41,21 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def failed_table(exc: BaseException) -> str | None:
-    """The table whose load job failed (dlt job ids are ``<table>.<file id>[.<retry>].<format>``), or the
-    resource whose extraction failed (dlt's extraction errors name their ``pipe_name``)."""
+def failed_job(exc: BaseException) -> str | None:
+    """The table of the load job that failed (dlt job ids are ``<table>.<file id>[.<retry>].<format>``)."""
     for item in exception_chain(exc):
         job_id = getattr(item, "job_id", None)
         if isinstance(job_id, str) and job_id:
             return job_id.split(".", 1)[0]
+    return None
+
+
+def failed_table(exc: BaseException) -> str | None:
+    """The table whose load job failed, or the resource whose extraction failed (dlt's extraction errors
+    name their ``pipe_name``)."""
+    job = failed_job(exc)
+    if job:
+        return job
     for item in exception_chain(exc):
         pipe = getattr(item, "pipe_name", None)
         if isinstance(pipe, str) and pipe:

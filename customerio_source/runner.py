@@ -26,7 +26,7 @@ from dlt.sources import DltResource, DltSource
 
 from .catalogue import CATALOGUE
 from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401 - raised by pipeline_lock
-from .failures import failed_table, is_out_of_memory, root_message
+from .failures import failed_job, failed_table, is_out_of_memory, root_message
 from .lock import pipeline_lock
 from .transform import DELETED_AT
 
@@ -143,8 +143,10 @@ def load_step(pipeline: dlt.Pipeline, settings: RunSettings, step: Callable[[], 
 
 
 def _failed_in_load(exc: BaseException) -> bool:
-    """Whether ``exc`` is a failure of dlt's load step (a job that failed or kept failing)."""
-    return getattr(exc, "step", None) == "load" or failed_table(exc) is not None
+    """Whether ``exc`` is a failure of dlt's load step (a job that failed or kept failing); an extract or
+    normalize failure (a request that kept failing, a rejected key) is not."""
+    step = getattr(exc, "step", None)
+    return step == "load" if step is not None else failed_job(exc) is not None
 
 
 def load_failed(pipeline: dlt.Pipeline, exc: BaseException, settings: RunSettings) -> LoadFailed:
