@@ -233,6 +233,13 @@ def print_summary(pipeline: dlt.Pipeline, info: Any, stats: Any, elapsed: float,
         f"\nloaded into {args.destination} dataset {pipeline.dataset_name!r} in {elapsed:.1f}s, "
         f"{stats.total} requests ({stats.total / max(elapsed, 1e-6):.1f}/s, {stats.rate_limited} rate-limited)"
     )
+    if stats.adapted_rate is not None:
+        # the workspace granted less than --rate-limit (other apps share its budget): say what it found
+        print(
+            f"the workspace granted less than {stats.configured_rate or 'unlimited'} requests/s: the rate was lowered "
+            f"{stats.rate_decreases} time(s), to {stats.min_rate:.2f}/s at the lowest, and ended at "
+            f"{stats.adapted_rate:.2f}/s"
+        )
     width = max((len(t) for t in counts), default=10)
     print(f"{'table'.ljust(width)}  {'rows this run':>13}  {'rows in table':>13}")
     for table in sorted(counts):
