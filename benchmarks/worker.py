@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # as customerio_source.main sets it for the CLI
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
 
@@ -143,42 +144,49 @@ class TraceLog:
 
 
 def load_jobs(steps: list[Any]) -> dict[str, Any]:
-    """Per table, the load jobs of dlt's load steps (``LoadMetrics.job_metrics`` of the traces): how many,
-    their summed run time, the span from the first start to the last finish, the slowest job, the job
-    states, in how many load steps they ran; plus the messages of failed jobs. Followup jobs (the merge
-    SQL) count under their table."""
+    """Per table, the load jobs of dlt's load steps (``LoadMetrics.job_metrics`` of the traces): how many
+    job runs, their summed run time, the span from the first start to the last finish, the slowest run, the
+    states, in which load steps they ran; plus the messages of failed jobs and every job run (``runs``).
+    Followup jobs (the merge SQL) count under their table. A load step run again on the same package
+    (``pipeline.load()`` after a failed job) reports the jobs the first one finished too: a job run is
+    counted once, by (load id, job id, start time), under the load step that ran it first."""
     from dlt.common.pipeline import LoadInfo
 
     infos = [step.step_info for step in steps if step.step == "load" and isinstance(step.step_info, LoadInfo)]
-    tables: dict[str, dict[str, Any]] = {}
-    seen: set[tuple[str, str, int]] = set()
+    job_runs: dict[tuple[str, str, float], dict[str, Any]] = {}
     for attempt, info in enumerate(infos, 1):
         for load_id, metrics in info.metrics.items():
             for step_metrics in metrics:
                 for job in step_metrics.get("job_metrics", {}).values():
-                    if (load_id, job.job_id, attempt) in seen:
-                        continue
-                    seen.add((load_id, job.job_id, attempt))
-                    entry = tables.setdefault(job.table_name, {
-                        "jobs": 0, "job_seconds": 0.0, "first_start": None, "last_finish": None,
-                        "slowest_job_seconds": 0.0, "states": Counter(), "formats": Counter(), "load_steps": set()})
-                    entry["jobs"] += 1
-                    entry["states"][job.state] += 1
-                    entry["formats"][job.job_id.rsplit(".", 1)[-1]] += 1
-                    entry["load_steps"].add(attempt)
                     start = job.started_at.timestamp()
                     finish = job.finished_at.timestamp() if job.finished_at else None
-                    entry["first_start"] = start if entry["first_start"] is None else min(entry["first_start"], start)
-                    if finish is not None:
-                        seconds = finish - start
-                        entry["job_seconds"] += seconds
-                        entry["slowest_job_seconds"] = max(entry["slowest_job_seconds"], seconds)
-                        entry["last_finish"] = max(entry["last_finish"] or finish, finish)
-    load_started = min((e["first_start"] for e in tables.values() if e["first_start"] is not None), default=None)
+                    key = (load_id, job.job_id, start)
+                    known = job_runs.get(key)
+                    if known is not None:  # the same run, seen again by a later load step: its last state
+                        known.update(state=job.state, finished=finish)
+                        continue
+                    job_runs[key] = {"table": job.table_name, "job_id": job.job_id, "load_step": attempt,
+                                     "state": job.state, "started": start, "finished": finish}
+    runs = sorted(job_runs.values(), key=lambda r: r["started"])
+    load_started = runs[0]["started"] if runs else None
+    tables: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        entry = tables.setdefault(run["table"], {"jobs": 0, "job_seconds": 0.0, "first_start": run["started"],
+                                                 "last_finish": None, "slowest_job_seconds": 0.0,
+                                                 "states": Counter(), "formats": Counter(), "load_steps": set()})
+        entry["jobs"] += 1
+        entry["states"][run["state"]] += 1
+        entry["formats"][run["job_id"].rsplit(".", 1)[-1]] += 1
+        entry["load_steps"].add(run["load_step"])
+        if run["finished"] is not None:
+            seconds = run["finished"] - run["started"]
+            entry["job_seconds"] += seconds
+            entry["slowest_job_seconds"] = max(entry["slowest_job_seconds"], seconds)
+            entry["last_finish"] = max(entry["last_finish"] or run["finished"], run["finished"])
     out: dict[str, Any] = {}
     for table, entry in sorted(tables.items()):
         first, last = entry.pop("first_start"), entry.pop("last_finish")
-        entry["span_seconds"] = round(last - first, 3) if last is not None and first is not None else None
+        entry["span_seconds"] = round(last - first, 3) if last is not None else None
         entry["done_after_load_start_seconds"] = (round(last - load_started, 3)
                                                   if last is not None and load_started is not None else None)
         entry["job_seconds"] = round(entry["job_seconds"], 3)
@@ -186,11 +194,15 @@ def load_jobs(steps: list[Any]) -> dict[str, Any]:
         entry["states"], entry["formats"] = dict(entry["states"]), dict(entry["formats"])
         entry["load_steps"] = sorted(entry["load_steps"])
         out[table] = entry
+    for run in runs:
+        run["seconds"] = round(run["finished"] - run["started"], 3) if run["finished"] is not None else None
+        run["started"] = round(run["started"] - (load_started or 0.0), 3)  # from the first job's start
+        run.pop("finished")
     failed = [{"table": job.job_file_info.table_name, "load_step": attempt,
                "message": (job.failed_message or "")[:2000]}
               for attempt, info in enumerate(infos, 1) for package in info.load_packages
               for job in package.jobs.get("failed_jobs", [])]
-    report: dict[str, Any] = {"tables": out, "load_steps": len(infos)}
+    report: dict[str, Any] = {"tables": out, "load_steps": len(infos), "runs": runs}
     if failed:
         report["failed_jobs"] = failed
     return report
