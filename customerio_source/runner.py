@@ -333,6 +333,10 @@ def remove_repeated_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
 
 FAST_FORMATS = ("parquet",)
 DUCKDB_MEMORY_MB_PER_JOB = 64
+"""The least memory a DuckDB load job gets; per job, a machine gives it ``1 / DUCKDB_MEMORY_SHARE_PER_JOB`` of
+its memory when that is more (64 MB on a 24 GB machine, 256 MB on a 96 GB one)."""
+DUCKDB_MEMORY_SHARE_PER_JOB = 384
+DUCKDB_MEMORY_MB_PER_JOB_MAX = 1024
 DUCKDB_SETTINGS = {"preserve_insertion_order": False}
 """DuckDB takes 80% of RAM by default and a large merge uses it; capped (``duckdb_settings``), it spills what
 it can to ``temp_directory`` (a folder in the pipeline's working folder) and keeps the load step's peak
@@ -404,9 +408,16 @@ def machine_memory_mb() -> int:
     return max(1, total // 2**20)
 
 
+def duckdb_job_memory_mb() -> int:
+    """The memory cap of one DuckDB load job: sized from the machine, between DUCKDB_MEMORY_MB_PER_JOB and
+    DUCKDB_MEMORY_MB_PER_JOB_MAX."""
+    share = machine_memory_mb() // DUCKDB_MEMORY_SHARE_PER_JOB
+    return max(DUCKDB_MEMORY_MB_PER_JOB, min(DUCKDB_MEMORY_MB_PER_JOB_MAX, share))
+
+
 def duckdb_settings(load_workers: int, spill_dir: str | None = None, memory_mb: int | None = None) -> dict[str, Any]:
     """DuckDB's settings for a load with ``load_workers`` jobs at once (see ``DUCKDB_SETTINGS``)."""
-    limit = memory_mb or DUCKDB_MEMORY_MB_PER_JOB * max(1, load_workers)
+    limit = memory_mb or duckdb_job_memory_mb() * max(1, load_workers)
     settings: dict[str, Any] = {"memory_limit": f"{limit}MB", **DUCKDB_SETTINGS}
     if spill_dir:
         settings["temp_directory"] = spill_dir
@@ -506,7 +517,7 @@ def run_defaults(pipeline: dlt.Pipeline) -> Iterator[RunSettings]:
         settings.user_limit = _configured_duckdb_limit()
         if default(DUCKDB_GLOBAL_CONFIG_ENV, "destination.duckdb.credentials.global_config",
                    json.dumps(duckdb_settings(workers, spill_dir))):
-            settings.duckdb_limit_mb = DUCKDB_MEMORY_MB_PER_JOB * max(1, workers)
+            settings.duckdb_limit_mb = duckdb_job_memory_mb() * max(1, workers)
             settings.duckdb_workers = workers
             settings.spill_dir = spill_dir
     try:

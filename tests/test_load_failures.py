@@ -116,7 +116,7 @@ def members_source():
 
 def test_a_merge_over_the_connectors_memory_cap_is_loaded_again_with_the_cap_lifted(tmp_path, monkeypatch, caplog):
     """The cap this module sets is lifted once for a job that needs more; the rows all land."""
-    monkeypatch.setattr(runner, "DUCKDB_MEMORY_MB_PER_JOB", 4)  # far below what this merge needs
+    monkeypatch.setattr(runner, "duckdb_job_memory_mb", lambda: 4)  # far below what this merge needs
     monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
     monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
     database = str(tmp_path / "members.duckdb")
@@ -137,7 +137,7 @@ def test_a_merge_over_the_connectors_memory_cap_is_loaded_again_with_the_cap_lif
 
 
 def test_a_merge_that_fails_again_after_the_lift_raises_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "DUCKDB_MEMORY_MB_PER_JOB", 4)
+    monkeypatch.setattr(runner, "duckdb_job_memory_mb", lambda: 4)
     monkeypatch.setattr(runner, "DUCKDB_LIFTED_SHARE", 0.0)  # "lifted" to the same 4 MB
     monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
     monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
@@ -189,3 +189,10 @@ def test_an_extract_failure_names_its_table_and_its_root_cause(tmp_path):
     line, code = failure_report(failure.value, [])
     assert line == "extract step of messages failed: Column 'id' is declared non-nullable but contains nulls"
     assert code == 1
+
+
+def test_the_duckdb_cap_is_sized_from_the_machine(monkeypatch):
+    for machine_mb, expected in ((4096, 64), (24_576, 64), (98_304, 256), (1_048_576, 1024)):
+        monkeypatch.setattr(runner, "machine_memory_mb", lambda m=machine_mb: m)
+        assert runner.duckdb_job_memory_mb() == expected, machine_mb
+    assert runner.duckdb_settings(2)["memory_limit"] == "2048MB"  # per load job running at once
