@@ -13,6 +13,18 @@ timeouts and cut bodies are retried with jittered exponential backoff, bounded b
 
 The API key is only ever placed in the Authorization header: it is never logged, never part of an exception
 message and never in a URL.
+
+Why this is written here rather than taken from dlt's HTTP layer (``dlt.sources.helpers.requests`` and its
+``RESTClient``), piece by piece:
+
+- the retry loop: dlt retries inside one call (tenacity), so its attempts would not each pass through the
+  shared limiter, a 429 could not be reported with its send time or keep its place, and 429s would use up
+  the attempts that bound real faults;
+- pagination: the App API's ``next`` -> ``start`` cursor needs a guard against a cursor that comes back
+  (seen in the wild as an endless loop), and big pages go from the raw body straight to Arrow
+  (``decode``), which a paginator that yields parsed JSON cannot do;
+- the transport itself is plain ``requests`` (one session per thread), as dlt's helper is; timeouts are
+  the ``request_timeout`` setting.
 """
 
 from __future__ import annotations
