@@ -135,8 +135,8 @@ class Turns:
     """One page's requests at a time for a transformer that dlt runs once per parent page.
 
     dlt keeps up to 20 transformer generators going at once (round robin), each with its own threads and
-    buffered results: up to 20 x ``concurrency`` requests in flight, and at `large` about 33 MB of
-    attribute responses held at the memory peak. A generator that does not have the turn yields None,
+    buffered results: up to 20 x ``concurrency`` requests in flight, and their responses held in memory.
+    A generator that does not have the turn yields None,
     which dlt takes as "nothing yet" and goes on with its other sources; the turn passes on when a page
     is done.
     """

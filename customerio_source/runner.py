@@ -185,7 +185,7 @@ def append_new_tables(pipeline: dlt.Pipeline, source: DltSource) -> list[str]:
     """Load big flat tables the DuckDB destination does not have yet with `append` instead of `merge`.
 
     A merge into a table that does not exist has nothing to merge with, yet costs a staging copy and a
-    delete + deduplicating insert: at 400k deliveries about 3/4 of the load time. Appending is equivalent
+    delete + deduplicating insert, most of the load time of a big first load. Appending is equivalent
     once rows with a repeated key are removed (:func:`remove_duplicate_keys`). Only DuckDB, and only when
     the destination answers that the table is absent; later runs merge as declared.
     """
