@@ -336,6 +336,8 @@ DUCKDB_MEMORY_MB_PER_JOB = 64
 """The least memory a DuckDB load job gets; per job, a machine gives it ``1 / DUCKDB_MEMORY_SHARE_PER_JOB`` of
 its memory when that is more (64 MB on a 24 GB machine, 256 MB on a 96 GB one)."""
 DUCKDB_MEMORY_SHARE_PER_JOB = 384
+DUCKDB_MB_PER_THREAD = 64
+"""DuckDB threads per load job: one per this many MB of its cap, at most one per core."""
 DUCKDB_MEMORY_MB_PER_JOB_MAX = 1024
 DUCKDB_SETTINGS = {"preserve_insertion_order": False}
 """DuckDB takes 80% of RAM by default and a large merge uses it; capped (``duckdb_settings``), it spills what
@@ -419,6 +421,9 @@ def duckdb_settings(load_workers: int, spill_dir: str | None = None, memory_mb: 
     """DuckDB's settings for a load with ``load_workers`` jobs at once (see ``DUCKDB_SETTINGS``)."""
     limit = memory_mb or duckdb_job_memory_mb() * max(1, load_workers)
     settings: dict[str, Any] = {"memory_limit": f"{limit}MB", **DUCKDB_SETTINGS}
+    # each DuckDB thread of a merge holds memory of its own: under a small cap, fewer threads fit (DuckDB
+    # 2.0.1 runs out of 64 MB merging 500k rows with 2 threads; with 1 it fits)
+    settings["threads"] = max(1, min(os.cpu_count() or 1, limit // (DUCKDB_MB_PER_THREAD * max(1, load_workers))))
     if spill_dir:
         settings["temp_directory"] = spill_dir
     return settings

@@ -196,3 +196,7 @@ def test_the_duckdb_cap_is_sized_from_the_machine(monkeypatch):
         monkeypatch.setattr(runner, "machine_memory_mb", lambda m=machine_mb: m)
         assert runner.duckdb_job_memory_mb() == expected, machine_mb
     assert runner.duckdb_settings(2)["memory_limit"] == "2048MB"  # per load job running at once
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    assert runner.duckdb_settings(1, memory_mb=64)["threads"] == 1  # a thread per 64 MB of the cap
+    assert runner.duckdb_settings(1, memory_mb=256)["threads"] == 4
+    assert runner.duckdb_settings(1, memory_mb=12_000)["threads"] == 8  # at most one per core
