@@ -1,8 +1,14 @@
 """The simulated workspace in its own process, with an admin port for the benchmark.
 
-``python -m benchmarks.simserver --scale small [--rate-limit 10] [--api-key K] [--tables all]`` serves the
-App API on one loopback port and a tiny admin API on another, then prints one JSON line
-``{"api": ..., "admin": ..., "build_seconds": ...}`` and serves until stdin closes or it is terminated.
+``python -m benchmarks.simserver --scale small [--rate-limit 10] [--api-key K] [--tables all]
+[--render-deliveries auto|all|none]`` serves the App API on one loopback port and a tiny admin API on
+another, then prints one JSON line ``{"api": ..., "admin": ..., "build_seconds": ..., ...}`` and serves until
+stdin closes or it is terminated.
+
+Deliveries are serialized ahead of the requests (``--render-deliveries all``; ``auto`` does it up to
+``RENDER_ALL_MAX`` deliveries, every scale but ``stress``): ~700 bytes each, which at the stress scale's 5.2M
+deliveries would be ~4 GB. Above that (or with ``none``) each page serializes its deliveries when it is
+requested, through the workspace's bounded cache (``DELIVERY_CACHE_SIZE`` records).
 
 Admin endpoints (JSON):
 
@@ -10,31 +16,57 @@ Admin endpoints (JSON):
 * ``POST /_admin/advance`` — capture the watermarks a sync of the current state ends with, apply one change
   step (``ws.advance()``, then every delivery is serialized again, as at start), and return the incremental
   floor from those watermarks plus the full floor now;
-* ``GET /_admin/stats`` — the API server's request statistics (requests, 429s, busiest 1-s window, ...);
-* ``POST /_admin/reset`` — reset those statistics.
+* ``GET /_admin/stats`` — the API server's request statistics (requests, 429s, busiest 1-s window, ...)
+  and this process's current and peak RSS;
+* ``POST /_admin/reset`` — reset those statistics;
+* ``GET /_admin/sizes`` — people, deliveries, activities and the members of each live segment.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from benchmarks.floor import Floor, capture_watermarks, full_floors, incremental_floors
 from customerio_source.simulator import SimulatorServer, Workspace
+from customerio_source.simulator.scales import SCALES
 from customerio_source.source import select_tables
+
+RENDER_ALL_MAX = 1_000_000
+"""``--render-deliveries auto`` serializes every delivery ahead of the requests up to this many deliveries."""
 
 
 def cpu_seconds() -> float:
     """CPU time (user + system) this simulator process has used so far."""
     times = os.times()
     return round(times.user + times.system, 3)
+
+
+def rss_mb() -> dict[str, float]:
+    """This process's resident set size now and at its peak (MB)."""
+    now = 0.0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                now = int(line.split()[1]) / 1024
+                break
+    except OSError:
+        pass
+    return {"rss_mb": round(now, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def render_all(ws: Workspace, mode: str) -> bool:
+    """Whether ``--render-deliveries mode`` serializes every delivery of ``ws`` ahead of the requests."""
+    return mode == "all" or (mode == "auto" and ws.n_deliveries() <= RENDER_ALL_MAX)
 
 
 def floors_json(floors: dict[str, Floor]) -> dict[str, Any]:
@@ -45,8 +77,9 @@ class Admin:
     """State behind the admin endpoints."""
 
     def __init__(self, ws: Workspace, server: SimulatorServer, tables: dict[str, tuple[str, ...]],
-                 lookback_days: float) -> None:
+                 lookback_days: float, render: str = "auto") -> None:
         self.ws = ws
+        self.render = render
         self.server = server
         self.tables = list(tables)
         self.periods = tables
@@ -62,7 +95,8 @@ class Admin:
         started = time.perf_counter()
         watermarks = capture_watermarks(self.ws)
         self.ws.advance()
-        self.ws.render_deliveries()
+        if render_all(self.ws, self.render):
+            self.ws.render_deliveries()
         incremental = incremental_floors(self.ws, watermarks, self.tables, self.periods, self.lookback_days)
         return {"watermarks": watermarks.as_dict(), "incremental": floors_json(incremental),
                 "full": floors_json(full_floors(self.ws, self.tables, self.periods)),
@@ -75,7 +109,15 @@ class Admin:
         return {"requests": stats.requests, "rate_limited": stats.rate_limited,
                 "status_counts": {str(k): v for k, v in stats.status_counts.items()},
                 "by_operation": dict(stats.by_operation), "max_in_window_1s": stats.max_in_window(1.0),
-                "arrival_span_seconds": round(span, 3), "cpu_seconds": cpu_seconds()}
+                "arrival_span_seconds": round(span, 3), "cpu_seconds": cpu_seconds(), **rss_mb()}
+
+    def sizes(self) -> dict[str, Any]:
+        ws = self.ws
+        with ws.lock:
+            members = {str(s): len(ws.segment_members(s)) for s in ws.live_segments()}
+        return {"scale": ws.scale, "people": ws.n_people, "live_people": ws.expected_count("customers"),
+                "deliveries": ws.n_deliveries(), "activities": ws.n_activities(), "segment_members": members,
+                "segment_memberships": sum(members.values()), "biggest_segment": max(members.values(), default=0)}
 
     def reset(self) -> dict[str, Any]:
         self.server.stats.reset()
@@ -84,7 +126,8 @@ class Admin:
 
 def admin_handler(admin: Admin) -> type[BaseHTTPRequestHandler]:
     routes = {("GET", "/_admin/floor"): admin.floor, ("POST", "/_admin/advance"): admin.advance,
-              ("GET", "/_admin/stats"): admin.stats, ("POST", "/_admin/reset"): admin.reset}
+              ("GET", "/_admin/stats"): admin.stats, ("POST", "/_admin/reset"): admin.reset,
+              ("GET", "/_admin/sizes"): admin.sizes}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -115,24 +158,33 @@ def admin_handler(admin: Admin) -> type[BaseHTTPRequestHandler]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.simserver", description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", choices=["tiny", "small", "large"], default="small")
+    ap.add_argument("--scale", choices=sorted(SCALES), default="small")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--rate-limit", type=float, default=0.0, help="requests per rolling second (0: off)")
     ap.add_argument("--api-key", default="bench-key")
     ap.add_argument("--tables", default="all")
     ap.add_argument("--lookback-days", type=float, default=3.0)
+    ap.add_argument("--render-deliveries", choices=["auto", "all", "none"], default="auto",
+                    help=f"serialize every delivery at start (auto: up to {RENDER_ALL_MAX:,} deliveries)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
     ws = Workspace(scale=args.scale, seed=args.seed)
-    ws.render_deliveries()  # serve stored rows, as the API does: page generation must not bound the pipeline
+    workspace_seconds = time.perf_counter() - started
+    workspace_rss = rss_mb()["rss_mb"]
+    rendered = 0
+    if render_all(ws, args.render_deliveries):
+        # serve stored rows, as the API does: page generation must not bound the pipeline
+        rendered = ws.render_deliveries()
     server = SimulatorServer(ws, api_key=args.api_key, rate_limit=args.rate_limit or None).start()
     selected = select_tables(args.tables, ("days",))
-    admin = Admin(ws, server, selected, args.lookback_days)
+    admin = Admin(ws, server, selected, args.lookback_days, args.render_deliveries)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), admin_handler(admin))
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, name="bench-admin", daemon=True).start()
     ready = {"api": server.base_url, "admin": f"http://127.0.0.1:{httpd.server_address[1]}",
-             "build_seconds": round(time.perf_counter() - started, 2)}
+             "build_seconds": round(time.perf_counter() - started, 2),
+             "workspace_seconds": round(workspace_seconds, 2), "workspace_rss_mb": workspace_rss,
+             "rendered_deliveries": rendered, "deliveries": ws.n_deliveries(), **rss_mb()}
     print(orjson.dumps(ready).decode(), flush=True)
     try:
         sys.stdin.read()  # the benchmark closes our stdin to stop us

@@ -143,7 +143,10 @@ def build_catalog(seed: int, sc: Scale, now: int, t0: int) -> Catalog:
                              "description": f"People in segment {k}", "state": "finished", "progress": None,
                              "type": "manual" if manual else "dynamic", "tags": None if k % 3 else ["core"],
                              "created_at": created, "updated_at": created + rng.randint(0, 30) * DAY}
-        cat.segment_density[sid] = rng.choice([30, 80, 150, 250, 400, 600])
+        density = rng.choice([30, 80, 150, 250, 400, 600])  # drawn even when overridden: same stream after
+        if sc.segment_densities is not None:
+            density = sc.segment_densities[k % len(sc.segment_densities)]
+        cat.segment_density[sid] = density
     seg_ids = list(cat.segments)
     for _ in range(sc.campaigns):
         new_campaign(cat, rng, old + rng.randint(0, 290) * DAY, seg_ids)

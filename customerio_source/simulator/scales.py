@@ -27,6 +27,8 @@ class Scale:
     workspaces: int
     exports: int
     suppressions: int
+    segment_densities: tuple[int, ...] | None = None
+    """Per-mille membership of each segment, in creation order (None: drawn from the catalogue's choices)."""
 
 
 SCALES: dict[str, Scale] = {
@@ -40,4 +42,10 @@ SCALES: dict[str, Scale] = {
                    newsletters=25, segments=30, object_types=3, objects=2_000, transactional=8,
                    collections=6, snippets=15, senders=10, topics=8, webhooks=4, workspaces=2, exports=6,
                    suppressions=1_500),
+    # memory stress (issue 18): ~4.6M segment memberships (the biggest segment ~1.16M members) and ~5.2M
+    # deliveries; activities and objects stay modest. The simulator builds it in ~1-2 minutes.
+    "stress": Scale(people=1_250_000, deliveries=5_200_000, activities=200_000, campaigns=40, broadcasts=10,
+                    newsletters=25, segments=12, object_types=3, objects=2_000, transactional=8, collections=6,
+                    snippets=15, senders=10, topics=8, webhooks=4, workspaces=2, exports=6, suppressions=5_000,
+                    segment_densities=(950, 700, 500, 400, 300, 250, 200, 150, 100, 80, 50, 30)),
 }
