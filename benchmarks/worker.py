@@ -176,7 +176,7 @@ def load_jobs(steps: list[Any]) -> dict[str, Any]:
                                                  "states": Counter(), "formats": Counter(), "load_steps": set()})
         entry["jobs"] += 1
         entry["states"][run["state"]] += 1
-        entry["formats"][run["job_id"].rsplit(".", 1)[-1]] += 1
+        entry["formats"][run["job_id"].removesuffix(".gz").rsplit(".", 1)[-1]] += 1
         entry["load_steps"].add(run["load_step"])
         if run["finished"] is not None:
             seconds = run["finished"] - run["started"]
