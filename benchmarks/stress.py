@@ -2,6 +2,7 @@
 
     python -m benchmarks.stress --destination duckdb|postgres|both [--label before|after]
                                 [--connector-commit COMMIT] [--timeout-minutes 45]
+    python -m benchmarks.stress --report-only [--note TEXT]     # rewrite the .md from the .json
 
 The `stress` scale (``customerio_source/simulator/scales.py``) has ~5.2M deliveries and ~4.5M segment
 memberships (the biggest segment ~1.16M members) among 1.25M people. ``benchmarks/simserver.py`` serves it
@@ -393,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the Postgres dataset")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results")
     ap.add_argument("--note", action="append", default=[], help="a note for the report (repeatable)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="no runs: add --note to the results of today and rewrite their .md")
     args = ap.parse_args(argv)
     destinations = ["duckdb", "postgres"] if args.destination == "both" else [args.destination]
     command = "python -m benchmarks.stress " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -400,8 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     out_json = RESULTS / f"{date}-{'stress' if args.scale == 'stress' else 'stress-' + args.scale}.json"
     result: dict[str, Any] = (orjson.loads(out_json.read_bytes()) if out_json.exists() and not args.no_write
                               else {"date": date, "runs": {}, "notes": []})
-    result["machine"] = machine()
     result["notes"] = list(dict.fromkeys([*result.get("notes", []), *args.note]))
+    if args.report_only:
+        if not result["runs"]:
+            say(f"no results in {out_json}")
+            return 1
+        write(result, out_json)
+        print(markdown(result))
+        return 0
+    result["machine"] = machine()
     with tempfile.TemporaryDirectory(prefix="cio-stress-") as tmp:
         tmp_path = Path(tmp)
         code_dir, connector = ROOT, f"working tree (digest {source_digest()})"
