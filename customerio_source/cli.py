@@ -316,10 +316,25 @@ def quiet_tracebacks() -> None:
     threading.excepthook = one_line
 
 
+# `customerio-pipeline NAME ...`: each subcommand is a `main(argv) -> exit code` in its own module, imported
+# only when it runs (one line each; without a name the command loads a workspace)
+SUBCOMMANDS = {
+    "simulate": "customerio_source.cli:simulate_main",
+}
+
+
+def subcommand(name: str) -> Any:
+    """The ``main(argv)`` function of subcommand ``name``."""
+    import importlib
+
+    module, _, function = SUBCOMMANDS[name].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "simulate":
-        return simulate_main(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:
+        return subcommand(argv[0])(argv[1:])
     args = build_parser().parse_args(argv)
     bound_process_memory()  # this process's own tuning (malloc arenas, Arrow's allocator)
     # dlt's own logging (its job retries print whole tracebacks) would break the one-line error contract;
