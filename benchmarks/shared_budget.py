@@ -90,13 +90,13 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     import dlt
 
     from customerio_source import customerio_source, load
-    from customerio_source.runner import client_of
+    from customerio_source.client import RequestStats
 
     workdir = Path(args.workdir)
+    stats = RequestStats()
     source = customerio_source(api_key=args.api_key, base_url=args.base_url, tables=args.tables,
-                               rate_limit=args.rate_limit)
-    client = client_of(source)
-    limiter = client.limiter
+                               rate_limit=args.rate_limit, request_stats=stats)
+    limiter = stats.limiter
     answers = record_answers(limiter)
     pipeline = dlt.pipeline(pipeline_name="customerio_shared_budget", pipelines_dir=str(workdir / "pipelines"),
                             destination=dlt.destinations.duckdb(str(workdir / "warehouse.duckdb")),
@@ -108,7 +108,6 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     except Exception as exc:  # the report says how it failed
         error = f"{type(root_cause(exc)).__name__}: {root_cause(exc)}"
     ended = limiter.now()
-    stats = client.stats
     return {
         "completed": error is None, "error": error, "wall_seconds": round(ended - started, 3),
         "requests": stats.total, "rate_limited": stats.rate_limited, "retries": dict(stats.retries),

@@ -208,15 +208,13 @@ def load_jobs(steps: list[Any]) -> dict[str, Any]:
     return report
 
 
-def report_of(source: Any, pipeline: Any, traces: TraceLog, clock: TableClock, rss: RssSampler, started: float,
-              load_before: tuple[float, float, float]) -> dict[str, Any]:
+def report_of(stats: Any, tables: list[str], pipeline: Any, traces: TraceLog, clock: TableClock,
+              rss: RssSampler, started: float, load_before: tuple[float, float, float]) -> dict[str, Any]:
     """What the run did, from the client's counters, dlt's traces and the samplers (also after a failure).
     A step dlt ran more than once (a load retried by the connector) is ``load``, then ``load#2``, ..."""
     import customerio_source
-    from customerio_source.runner import client_of
 
     wall = time.perf_counter() - started
-    client = client_of(source)
     all_steps = traces.steps()
     steps: dict[str, float] = {}
     step_rss: dict[str, float | None] = {}
@@ -239,11 +237,11 @@ def report_of(source: Any, pipeline: Any, traces: TraceLog, clock: TableClock, r
         "dataset_name": pipeline.dataset_name,
         "connector_file": customerio_source.__file__,
         "steps": steps,
-        "requests_by_table": dict(client.stats.by_table),
-        "requests": client.stats.total,
-        "rate_limited": client.stats.rate_limited,
-        "retries": dict(client.stats.retries),
-        "rows_by_table": {name: normalized.get(name, 0) for name in source.selected_resources},
+        "requests_by_table": dict(stats.by_table),
+        "requests": stats.total,
+        "rate_limited": stats.rate_limited,
+        "retries": dict(stats.retries),
+        "rows_by_table": {name: normalized.get(name, 0) for name in tables},
         "rows_all_tables": normalized,
         "items_extracted": dict(clock.rows),
         "table_done_seconds": clock.spans(),
@@ -266,8 +264,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    from customerio_source.client import RequestStats
+
+    stats = RequestStats()
     source = customerio_source(
-        api_key=args.api_key, base_url=args.base_url, tables=args.tables, rate_limit=args.rate_limit
+        api_key=args.api_key, base_url=args.base_url, tables=args.tables, rate_limit=args.rate_limit,
+        request_stats=stats,
     )
     clock = TableClock(started)
     for name, res in source.selected_resources.items():
@@ -290,11 +292,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 profiler.dump_stats(args.profile)
         except Exception as exc:
             try:
-                partial = report_of(source, pipeline, traces, clock, rss, started, load_before)
+                partial = report_of(stats, list(source.selected_resources), pipeline, traces, clock, rss, started,
+                                    load_before)
             except Exception as inner:  # noqa: BLE001 - the original failure is what matters
                 partial = {"report_error": f"{type(inner).__name__}: {inner}"}
             raise RunFailed(exc, partial) from exc
-    return report_of(source, pipeline, traces, clock, rss, started, load_before)
+    return report_of(stats, list(source.selected_resources), pipeline, traces, clock, rss, started, load_before)
 
 
 class RunFailed(Exception):

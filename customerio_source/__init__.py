@@ -16,6 +16,7 @@ _EXPORTS = {
     "CATALOGUE": "catalogue",
     "default_tables": "catalogue",
     "CustomerIOClient": "client",
+    "RequestStats": "client",
     "ApiError": "errors",
     "AuthError": "errors",
     "ConfigError": "errors",

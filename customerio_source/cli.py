@@ -15,9 +15,10 @@ from typing import Any
 
 import dlt
 
+from .client import RequestStats
 from .errors import AuthError, ConfigError, CustomerIOError, LoadFailed, PendingPackageFailed, PipelineBusy
 from .failures import failed_table, root_cause, root_message
-from .runner import bound_process_memory, client_of, load
+from .runner import bound_process_memory, load
 from .source import API_KEY_ENV, customerio_source
 from .warehouse import apply_bigquery_hints
 
@@ -171,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"simulated workspace at {server.base_url}", file=sys.stderr)
     elif os.environ.get(API_KEY_ENV):
         source_kwargs["api_key"] = os.environ[API_KEY_ENV]
+    stats = RequestStats()
+    source_kwargs["request_stats"] = stats
     try:
         source = customerio_source(**source_kwargs)
         pipeline = dlt.pipeline(
@@ -181,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
         check_destination(pipeline)
         if args.destination == "bigquery":
             apply_bigquery_hints(source)
-        client = client_of(source)
-        progress = Progress(client.stats, args.progress_every)
+        progress = Progress(stats, args.progress_every)
         for name, resource in source.selected_resources.items():
             resource.add_map(progress.count(name))
         progress.start()
@@ -192,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             )
         finally:
             progress.stop()
-        print_summary(pipeline, info, client.stats, time.monotonic() - started, args)
+        print_summary(pipeline, info, stats, time.monotonic() - started, args)
     finally:
         if server is not None:
             server.stop()

@@ -135,6 +135,7 @@ class CustomerIOClient:
         max_retry_wait: float = 300.0,
         timeout: float = 60.0,
         limiter: RateLimiter | None = None,
+        stats: RequestStats | None = None,
         backoff_base: float = 0.5,
     ) -> None:
         if not api_key or not str(api_key).strip():
@@ -152,7 +153,8 @@ class CustomerIOClient:
         self.max_retry_wait = max_retry_wait
         self.timeout = timeout
         self.backoff_base = backoff_base
-        self.stats = RequestStats(self.limiter)
+        self.stats = stats if stats is not None else RequestStats()
+        self.stats.limiter = self.limiter
         self._local = threading.local()
 
     def __repr__(self) -> str:  # never show the key

@@ -37,28 +37,12 @@ logger = logging.getLogger("customerio_source")
 
 READS_ALL_ROWS_HINT = "x-customerio-reads-all-rows"
 """A table hint (dlt keeps `x-` hints as they are): this run's resource sees every live row of its table."""
-CLIENT_ATTRIBUTE = "_cio_client"
 
 
 def mark_reads_all_rows(resource: DltResource) -> DltResource:
     """Declare, through a table hint, that ``resource`` sees every live row of its table on this run."""
     resource.apply_hints(additional_table_hints={READS_ALL_ROWS_HINT: True})
     return resource
-
-
-def attach_client(resource: Any, client: Any) -> Any:
-    """Let callers (CLI progress, benchmarks) reach the run's client and its request counters."""
-    setattr(resource, CLIENT_ATTRIBUTE, client)
-    return resource
-
-
-def client_of(source: DltSource) -> Any:
-    """The CustomerIOClient a source built (None for a source with no resources)."""
-    for resource in source.resources.values():
-        client = getattr(resource, CLIENT_ATTRIBUTE, None)
-        if client is not None:
-            return client
-    return None
 
 
 def complete_tables(source: DltSource) -> list[str]:

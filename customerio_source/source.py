@@ -21,7 +21,7 @@ from .bulk import (
     choose_bulk,
 )
 from .catalogue import CATALOGUE, METRIC_PERIODS, default_tables
-from .client import CustomerIOClient
+from .client import CustomerIOClient, RequestStats
 from .context import Interval, RunContext
 from .deliveries import deliveries_resource
 from .errors import ConfigError
@@ -34,7 +34,7 @@ from .people import (
     per_person_transformer,
 )
 from .resources import child_resource, list_resource
-from .runner import attach_client, mark_reads_all_rows
+from .runner import mark_reads_all_rows
 from .small import ip_addresses_resource, suppressions_resource
 
 API_KEY_ENV = "CUSTOMERIO_APP_API_KEY"
@@ -60,6 +60,7 @@ def customerio_source(
     attributes_refresh: str = "changed",
     attributes_full_refresh_days: float = 7.0,
     bulk: str = "api",
+    request_stats: RequestStats | None = None,
 ) -> Iterable[DltResource]:
     """Customer.io App API tables.
 
@@ -83,6 +84,8 @@ def customerio_source(
         attributes_full_refresh_days: in `changed` mode, re-read everyone at least this often.
         bulk: `api` (paging), `exports` (customer_attributes and deliveries through the exports API), or
             `auto` (exports above a size where they are cheaper; see bulk.py).
+        request_stats: counters the run's client fills (requests by table, retries, 429s, the limiter's
+            rate), for a caller that shows progress or reports cost; the CLI passes one.
     """
     key = api_key or os.environ.get(API_KEY_ENV)
     interval = parse_interval(interval_start, interval_end)
@@ -108,6 +111,7 @@ def customerio_source(
         max_attempts=max_attempts,
         max_retry_wait=max_retry_wait,
         timeout=request_timeout,
+        stats=request_stats,
     )
     ctx = RunContext(
         client=client,
@@ -125,7 +129,6 @@ def customerio_source(
         spec = CATALOGUE.get(resource.name)
         if spec and spec.full_reread and not interval.bounded:
             mark_reads_all_rows(resource)
-        attach_client(resource, client)
     return resources
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from customerio_source import customerio_source, load
 from customerio_source.catalogue import CATALOGUE
+from customerio_source.client import RequestStats
 
 API_KEY = "sim-test-key-5b7e1c"
 
@@ -54,6 +55,7 @@ class Loader:
 
     def run(self, tables: str | list[str] = "all", **kwargs: Any) -> Any:
         kwargs.setdefault("rate_limit", 0)
+        self.stats = kwargs.setdefault("request_stats", RequestStats())
         source = customerio_source(api_key=API_KEY, base_url=self.base_url, tables=tables, **kwargs)
         self.source = source
         return load(self.pipeline(), source)

@@ -8,10 +8,10 @@ import pytest
 
 from customerio_source import customerio_source
 from customerio_source.catalogue import CATALOGUE, default_tables
+from customerio_source.client import RequestStats
 from customerio_source.deliveries import WINDOW, windows
 from customerio_source.errors import ConfigError
 from customerio_source.metrics import leading_buckets, parse_echoed_time, series_rows, trailing_buckets
-from customerio_source.runner import client_of
 from customerio_source.source import parse_interval, select_tables
 from customerio_source.transform import to_datetime
 
@@ -362,11 +362,14 @@ def test_split_windows_read_each_delivery_once(tmp_path):
     workspace = Workspace(scale="small", seed=7)
     expected = {key[0] for key in workspace.expected_keys("messages")}
     with SimulatorServer(workspace, api_key="split-test-key") as server:
-        source = customerio_source(api_key="split-test-key", base_url=server.base_url, tables="messages")
+        stats = RequestStats()
+        source = customerio_source(
+            api_key="split-test-key", base_url=server.base_url, tables="messages", request_stats=stats
+        )
         seen: Counter[str] = Counter()
         for table in source.resources["messages"]:
             seen.update(table.column("id").to_pylist())
-        requests = client_of(source).stats.by_table["messages"]
+        requests = stats.by_table["messages"]
     assert len(expected) > 20_000  # big enough that both six-month windows split
     assert set(seen) == expected
     assert max(seen.values()) == 1
