@@ -23,8 +23,10 @@ Why this is written here rather than taken from dlt's HTTP layer (``dlt.sources.
 - pagination: the App API's ``next`` -> ``start`` cursor needs a guard against a cursor that comes back
   (seen in the wild as an endless loop), and big pages go from the raw body straight to Arrow
   (``decode``), which a paginator that yields parsed JSON cannot do;
-- the transport itself is plain ``requests`` (one session per thread), as dlt's helper is; timeouts are
-  the ``request_timeout`` setting.
+- the transport is dlt's: ``dlt.sources.helpers.requests.Client`` gives each thread its own session (dlt's
+  ``Session``, on one shared connection pool), with its own retries switched off (the loop above replaces
+  them) and the timeout from the source's ``request_timeout`` or, when that is unset, dlt's
+  ``[runtime] request_timeout``.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
+import dlt
 import orjson
 import requests
+from dlt.sources.helpers.requests import Client as HttpClient
 
 from .errors import (
     ApiError,
@@ -133,7 +137,7 @@ class CustomerIOClient:
         rate_limit: float | None = 10.0,
         max_attempts: int = 8,
         max_retry_wait: float = 300.0,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         limiter: RateLimiter | None = None,
         stats: RequestStats | None = None,
         backoff_base: float = 0.5,
@@ -151,11 +155,23 @@ class CustomerIOClient:
         self.limiter = limiter or RateLimiter(rate_limit)
         self.max_attempts = max_attempts
         self.max_retry_wait = max_retry_wait
-        self.timeout = timeout
+        self.timeout = float(timeout if timeout is not None else dlt.config.get("runtime.request_timeout") or 60.0)
+        # dlt's per-thread sessions; this client's retry loop (through the shared limiter) replaces dlt's
+        self._http = HttpClient(
+            request_timeout=self.timeout,
+            raise_for_status=False,
+            status_codes=(),
+            exceptions=(),
+            request_max_attempts=1,
+        )
+        self._headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         self.backoff_base = backoff_base
         self.stats = stats if stats is not None else RequestStats()
         self.stats.limiter = self.limiter
-        self._local = threading.local()
 
     def __repr__(self) -> str:  # never show the key
         return f"CustomerIOClient(base_url={self.base_url!r}, region={self.region!r})"
@@ -163,18 +179,8 @@ class CustomerIOClient:
     # -- transport -----------------------------------------------------------------------------------
     @property
     def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update(
-                {
-                    "Authorization": f"Bearer {self._api_key}",
-                    "Accept": "application/json",
-                    "User-Agent": USER_AGENT,
-                }
-            )
-            self._local.session = session
-        return session
+        """This thread's session (dlt's ``Session``; it carries no credentials: headers go per request)."""
+        return self._http.session
 
     def request(
         self,
@@ -194,7 +200,7 @@ class CustomerIOClient:
         endpoint = f"{method} {path}"
         params = {k: v for k, v in (params or {}).items() if v is not None}
         data = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        headers = {**self._headers, "Content-Type": "application/json"} if data is not None else self._headers
         attempt = failures = 0
         waited = 0.0
         last_problem = ""

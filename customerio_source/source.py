@@ -51,7 +51,7 @@ def customerio_source(
     rate_limit: float = 10.0,
     max_attempts: int = 8,
     max_retry_wait: float = 300.0,
-    request_timeout: float = 60.0,
+    request_timeout: float | None = None,
     concurrency: int = 4,
     messages_lookback_days: float = 3.0,
     activities_include_deleted: bool = False,
@@ -74,6 +74,7 @@ def customerio_source(
             incremental state does not move (a backfill).
         rate_limit: requests per second for the whole run (every thread, retries included).
         max_attempts / max_retry_wait: retry bounds for 429, 5xx, timeouts and connection errors.
+        request_timeout: seconds to wait for an answer (unset: dlt's `[runtime] request_timeout`, 60 s).
         concurrency: parallel requests inside one table (children, batches), all under `rate_limit`.
         messages_lookback_days: how far before the watermark incremental runs re-read deliveries.
         activities_include_deleted: also load activities of deleted people.

@@ -224,3 +224,34 @@ def test_rate_limiter_off():
     for _ in range(100):
         limiter.acquire()
     assert clock.now == 0
+
+
+def test_the_transport_is_dlts_session_with_the_runtime_timeout(monkeypatch):
+    from dlt.sources.helpers.requests import Session
+
+    monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "7")
+    assert CustomerIOClient(KEY, rate_limit=0).timeout == 7.0  # dlt's [runtime] request_timeout
+    client = CustomerIOClient(KEY, rate_limit=0, timeout=2.5)  # the source's own setting wins
+    assert client.timeout == 2.5
+    session = client._session
+    assert isinstance(session, Session)
+    assert session.timeout == 2.5
+    assert "Authorization" not in session.headers  # credentials travel per request, never on a shared object
+
+
+def test_a_slow_answer_times_out_at_the_runtime_timeout(monkeypatch):
+    import time
+
+    monkeypatch.setenv("RUNTIME__REQUEST_TIMEOUT", "0.2")
+    calls: list[int] = []
+
+    def handler(method, path, query, body):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(1.0)  # longer than the timeout: the client gives up on it and tries again
+        return 200, {}, {"ok": len(calls)}
+
+    with ScriptedServer(handler) as server:
+        client = CustomerIOClient(KEY, base_url=server.base_url, rate_limit=0, backoff_base=0.01)
+        assert client.request("GET", "/v1/x") == {"ok": 2}
+    assert client.stats.retries["ReadTimeout"] == 1
