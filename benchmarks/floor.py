@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from customerio_source import builders
 from customerio_source.catalogue import CATALOGUE
 from customerio_source.people import ATTRIBUTES_BATCH, PEOPLE_PAGE_SIZE
 from customerio_source.simulator import Workspace
@@ -120,7 +121,7 @@ def table_floor(ws: Workspace, table: str, periods: tuple[str, ...] = ("days",))
     spec = CATALOGUE.get(table)
     if spec is None:
         return None
-    if spec.builder == "metrics":
+    if spec.builder is builders.metrics:
         parents = ws.expected_count(spec.parent or "")
         return Floor(table, None, parents * len(periods), f"{parents} {spec.parent} x {len(periods)} period(s)")
     if table == "customers":

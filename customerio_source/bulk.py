@@ -65,6 +65,7 @@ import requests
 import urllib3
 from dlt.sources import DltResource
 
+from . import builders
 from .arrow_pages import page_to_arrow
 from .catalogue import CATALOGUE, TableSpec
 from .client import USER_AGENT, CustomerIOClient
@@ -594,4 +595,4 @@ def choose_bulk(mode: str, ctx: RunContext, table: str = "customer_attributes") 
     if table == "customer_attributes":
         return count_people(ctx, AUTO_PEOPLE) >= AUTO_PEOPLE
     spec = CATALOGUE.get(table)
-    return bool(spec and spec.builder == "deliveries" and spec.parent in (None, *EXPORTABLE))
+    return bool(spec and spec.builder is builders.deliveries and spec.parent in (None, *EXPORTABLE))

@@ -4,7 +4,8 @@ Every table is declared here, once: endpoint, envelope, page size, key, interval
 per-parent path fields, metrics family. Regular tables are built by one generic mechanism
 (:mod:`customerio_source.resources`): a list endpoint, or a per-parent endpoint read for every row of a
 parent list. Irregular tables (people, deliveries in time windows, activities, metrics, objects,
-suppressions) name a ``builder`` whose code lives in its own module and reads everything else from here.
+suppressions) name their ``builder``, a function of :mod:`customerio_source.builders` that reads
+everything else from here.
 
 Page sizes are the spec's maxima. Where the spec names a ``limit`` without a maximum we send
 ``UNDOCUMENTED_PAGE_SIZE`` (an assumption; see the constant).
@@ -13,6 +14,9 @@ Page sizes are the spec's maxima. Where the spec names a ``limit`` without a max
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from . import builders
+from .builders import Builder
 
 # The spec documents `limit` without a maximum on POST /v1/objects, sender identities and relationships.
 # We assume 1000, like the people search (POST /v1/customers) that these endpoints mirror.
@@ -47,8 +51,8 @@ class TableSpec:
     """Part of `--tables all`."""
     full_reread: bool = True
     """Read completely every run: rows that vanish get `_cio_deleted_at`."""
-    builder: str | None = None
-    """Name of a hand-written resource builder, for irregular tables."""
+    builder: Builder | None = None
+    """The hand-written resource builder of an irregular table (None: built from this declaration)."""
     metrics_family: str | None = None
     """Metrics tables: "v2" (explicit UTC window), "journey", "steps" (period/steps) or "links"."""
     deletes_follow: str | None = None
@@ -158,7 +162,7 @@ _SPECS: list[TableSpec] = [
         "/v1/info/ip_addresses",
         "ip_addresses",
         ("ip",),
-        builder="ip_addresses",
+        builder=builders.ip_addresses,
         notes="The API returns bare strings; each becomes a row {ip}.",
     ),
     TableSpec("object_types", "/v1/object_types", "types", ("id",)),
@@ -167,7 +171,7 @@ _SPECS: list[TableSpec] = [
         "/v1/esp/suppression/{suppression_type}",
         "suppressions",
         ("suppression_type", "email"),
-        builder="suppressions",
+        builder=builders.suppressions,
         timestamps=_t("created"),
         cost="ceil(suppressions / 1000) per type (bounces, spam_reports)",
     ),
@@ -176,7 +180,7 @@ _SPECS: list[TableSpec] = [
         "/v1/objects",
         "identifiers",
         ("object_type_id", "object_id"),
-        builder="objects",
+        builder=builders.objects,
         page_size=UNDOCUMENTED_PAGE_SIZE,
         cost="ceil(objects / 1000) per object type",
         notes="POST /v1/objects per object type, with a filter that matches every object.",
@@ -186,7 +190,7 @@ _SPECS: list[TableSpec] = [
         "/v1/objects/{object_type_id}/{object_id}/attributes",
         "object",
         ("object_type_id", "object_id"),
-        builder="objects",
+        builder=builders.objects,
         default=False,
         cost="1 per object (opt-in)",
     ),
@@ -195,7 +199,7 @@ _SPECS: list[TableSpec] = [
         "/v1/objects/{object_type_id}/{object_id}/relationships",
         "cio_relationships",
         ("object_type_id", "object_id", "cio_id"),
-        builder="objects",
+        builder=builders.objects,
         page_size=UNDOCUMENTED_PAGE_SIZE,
         paginated=True,
         default=False,
@@ -300,7 +304,7 @@ _SPECS: list[TableSpec] = [
         "/v1/customers",
         "identifiers",
         ("cio_id",),
-        builder="customers",
+        builder=builders.customers,
         page_size=1000,
         cost="ceil(people / 1000)",
         notes="Every person: POST /v1/customers with a filter that matches everyone.",
@@ -310,7 +314,7 @@ _SPECS: list[TableSpec] = [
         "/v1/customers/attributes",
         "customers",
         ("cio_id",),
-        builder="customer_attributes",
+        builder=builders.customer_attributes,
         full_reread=False,
         deletes_follow="customers",
         cost="ceil(people / 100) on a full read; incremental: (new + changed people) / 100 + new activities / 100; "
@@ -322,7 +326,7 @@ _SPECS: list[TableSpec] = [
         "/v1/customers/{customer_id}/messages",
         "messages",
         ("id",),
-        builder="per_person",
+        builder=builders.per_person,
         page_size=1000,
         paginated=True,
         timestamps=DELIVERY_TIMESTAMPS,
@@ -335,7 +339,7 @@ _SPECS: list[TableSpec] = [
         "/v1/customers/{customer_id}/activities",
         "activities",
         ("id",),
-        builder="per_person",
+        builder=builders.per_person,
         page_size=100,
         paginated=True,
         timestamps=_t("timestamp"),
@@ -348,7 +352,7 @@ _SPECS: list[TableSpec] = [
         "/v1/customers/{customer_id}/relationships",
         "cio_relationships",
         ("cio_id", "object_type_id", "object_id"),
-        builder="per_person",
+        builder=builders.per_person,
         page_size=UNDOCUMENTED_PAGE_SIZE,
         paginated=True,
         default=False,
@@ -359,7 +363,7 @@ _SPECS: list[TableSpec] = [
         "/v1/customers/{customer_id}/segments",
         "segments",
         ("cio_id", "segment_id"),
-        builder="per_person",
+        builder=builders.per_person,
         timestamps=CREATED_AT_UPDATED_AT,
         default=False,
         cost="1 per person (opt-in; `segment_memberships` is cheaper)",
@@ -370,7 +374,7 @@ _SPECS: list[TableSpec] = [
         "/v1/messages",
         "messages",
         ("id",),
-        builder="deliveries",
+        builder=builders.deliveries,
         page_size=1000,
         timestamps=DELIVERY_TIMESTAMPS,
         full_reread=False,
@@ -382,7 +386,7 @@ _SPECS: list[TableSpec] = [
         "/v1/campaigns/{campaign_id}/messages",
         "messages",
         ("id",),
-        builder="deliveries",
+        builder=builders.deliveries,
         parent="campaigns",
         path_fields={"campaign_id": "id"},
         page_size=1000,
@@ -396,7 +400,7 @@ _SPECS: list[TableSpec] = [
         "/v1/broadcasts/{broadcast_id}/messages",
         "messages",
         ("id",),
-        builder="deliveries",
+        builder=builders.deliveries,
         parent="broadcasts",
         path_fields={"broadcast_id": "id"},
         page_size=1000,
@@ -410,7 +414,7 @@ _SPECS: list[TableSpec] = [
         "/v1/newsletters/{newsletter_id}/messages",
         "messages",
         ("id",),
-        builder="deliveries",
+        builder=builders.deliveries,
         parent="newsletters",
         path_fields={"newsletter_id": "id"},
         page_size=1000,
@@ -424,7 +428,7 @@ _SPECS: list[TableSpec] = [
         "/v1/transactional/{transactional_id}/messages",
         "messages",
         ("id",),
-        builder="deliveries",
+        builder=builders.deliveries,
         parent="transactional_messages",
         path_fields={"transactional_id": "id"},
         page_size=1000,
@@ -439,7 +443,7 @@ _SPECS: list[TableSpec] = [
         "/v1/activities",
         "activities",
         ("id",),
-        builder="activities",
+        builder=builders.activities,
         page_size=100,
         interval_field="timestamp",
         timestamps=_t("timestamp"),
@@ -575,7 +579,7 @@ def _metrics_spec(name: str, parent: str, path: str, family: str, fields: dict[s
         parent=parent,
         path_fields=dict(fields),
         parent_columns=dict(fields),
-        builder="metrics",
+        builder=builders.metrics,
         metrics_family=family,
         default=default,
         full_reread=False,

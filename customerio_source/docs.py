@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from . import metrics  # noqa: F401  (registers the metrics tables)
+from . import (
+    builders,
+    metrics,  # noqa: F401  (registers the metrics tables)
+)
 from .catalogue import CATALOGUE, TableSpec
 
 BEGIN = "<!-- tables:begin -->"
@@ -10,11 +13,11 @@ END = "<!-- tables:end -->"
 
 
 def strategy(spec: TableSpec) -> str:
-    if spec.builder == "deliveries":
+    if spec.builder is builders.deliveries:
         return "merge; windows on `created` (≤ 180 days each) + lookback (default 3 days)"
-    if spec.builder == "activities":
+    if spec.builder is builders.activities:
         return "merge; incremental on `timestamp`, stops at the watermark"
-    if spec.builder == "metrics":
+    if spec.builder is builders.metrics:
         return "merge; re-read each run, history accumulates"
     parts = ["merge", "re-read in full" if spec.full_reread else "append-only window"]
     if spec.interval_field:

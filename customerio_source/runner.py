@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import dlt
 from dlt.sources import DltResource, DltSource
 
+from . import builders
 from .catalogue import CATALOGUE
 from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401 - raised by pipeline_lock
 from .failures import failed_job, failed_table, is_out_of_memory, root_message
@@ -160,7 +161,7 @@ def pending_load_ids(pipeline: dlt.Pipeline) -> list[str]:
     return [*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()]
 
 
-APPEND_WHEN_NEW = ("deliveries",)
+APPEND_WHEN_NEW = (builders.deliveries,)
 """Builders whose tables are appended, not merged, while the destination does not have them yet. Only
 tables that can never have nested tables: appended nested rows lack the `_dlt_root_id` a later merge needs."""
 

@@ -11,31 +11,16 @@ import dlt
 import pendulum
 from dlt.sources import DltResource
 
-from . import metrics
-from .activities import activities_resource
-from .bulk import (
-    BULK_MODES,
-    AttributesByExport,
-    bulk_customer_attributes_resource,
-    bulk_deliveries_resource,
-    choose_bulk,
-)
+from . import builders
+from .builders import Build
+from .bulk import BULK_MODES
 from .catalogue import CATALOGUE, METRIC_PERIODS, default_tables
 from .client import CustomerIOClient, RequestStats
 from .context import Interval, RunContext
-from .deliveries import deliveries_resource
 from .errors import ConfigError
-from .objects import objects_resources
-from .people import (
-    SearchEnd,
-    attributes_transformer,
-    customers_resource,
-    parse_attribute_columns,
-    per_person_transformer,
-)
+from .people import parse_attribute_columns
 from .resources import child_resource, list_resource
 from .runner import mark_reads_all_rows
-from .small import ip_addresses_resource, suppressions_resource
 
 API_KEY_ENV = "CUSTOMERIO_APP_API_KEY"
 
@@ -134,50 +119,14 @@ def customerio_source(
 
 
 def build_resources(ctx: RunContext, names: list[str], bulk: str = "api") -> Iterable[DltResource]:
-    """Resources for the selected tables (people tables share one enumeration of people)."""
-    people: DltResource | None = None
-    end = SearchEnd()  # who is last in the people search, shared by `customers` and the transformers
-    object_names = [n for n in names if CATALOGUE[n].builder == "objects"]
+    """Resources for the selected tables: regular ones from their declaration, the others by their builder."""
+    build = Build(ctx, names, bulk)
     for name in names:
         spec = CATALOGUE[name]
-        builder = spec.builder
-        if builder is None:
+        if spec.builder is None:
             yield child_resource(ctx, spec) if spec.per_parent else list_resource(ctx, spec)
-        elif builder == "deliveries":
-            if spec.parent is None and bulk != "api" and choose_bulk(bulk, ctx, name):
-                yield bulk_deliveries_resource(ctx, spec, auto=bulk == "auto")
-            else:
-                yield deliveries_resource(ctx, spec)
-        elif builder == "activities":
-            yield activities_resource(ctx, spec)
-        elif builder == "ip_addresses":
-            yield ip_addresses_resource(ctx, spec)
-        elif builder == "suppressions":
-            yield suppressions_resource(ctx, spec)
-        elif builder == "metrics":
-            yield metrics.metrics_resource(ctx, spec, ctx.metrics_periods[name])
-        elif builder == "customer_attributes" and bulk == "exports":
-            resource = bulk_customer_attributes_resource(ctx)
-            if not ctx.interval.bounded:
-                mark_reads_all_rows(resource)  # one export of every person: rows it did not see are deleted
-            yield resource
-        elif builder in ("customers", "customer_attributes", "per_person"):
-            if people is None:
-                # a transformer evaluates its parent even when the parent table is not loaded
-                people = customers_resource(ctx, end)
-                if "customers" in names or "customer_attributes" in names:
-                    yield people  # attributes' deletes follow `customers`, enumerated anyway: no extra requests
-            if builder == "customer_attributes":
-                # `auto` decides when the run extracts: building the source sends no request
-                exports = AttributesByExport(ctx) if bulk == "auto" else None
-                yield attributes_transformer(ctx, people, end, exports)
-            elif builder == "per_person":
-                yield per_person_transformer(ctx, people, name)
-        elif builder == "objects":
-            if name == object_names[0]:
-                yield from objects_resources(ctx, object_names)
-        else:  # pragma: no cover - a declaration error
-            raise ConfigError(f"table {name!r} has an unknown builder {builder!r}")
+        else:
+            yield from spec.builder(build, spec)
 
 
 def select_tables(tables: str | Sequence[str] | None, periods: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -196,7 +145,7 @@ def select_tables(tables: str | Sequence[str] | None, periods: tuple[str, ...]) 
             if spec is None:
                 valid = ", ".join(sorted(CATALOGUE))
                 raise ConfigError(f"unknown table {table!r}; valid tables: all, {valid}")
-            if spec.builder == "metrics":
+            if spec.builder is builders.metrics:
                 wanted = tuple(p for p in period_text.split("+") if p) if period_text else periods
                 for period in wanted:
                     if period not in METRIC_PERIODS:

@@ -22,6 +22,7 @@ from typing import Any
 from dlt.destinations.adapters import bigquery_adapter
 from dlt.sources import DltSource
 
+from . import builders
 from .catalogue import CATALOGUE
 
 
@@ -74,13 +75,13 @@ def bigquery_layouts() -> dict[str, BigQueryLayout]:
     """The layout of every catalogue table that gets one, by table name."""
     layouts: dict[str, BigQueryLayout] = {}
     for name, spec in CATALOGUE.items():
-        if spec.builder == "deliveries":
+        if spec.builder is builders.deliveries:
             layouts[name] = DELIVERIES_LAYOUT
         elif name == "customer_messages":
             layouts[name] = PERSON_DELIVERIES_LAYOUT
         elif name in ("activities", "customer_activities"):
             layouts[name] = ACTIVITIES_LAYOUT
-        elif spec.builder == "metrics":
+        elif spec.builder is builders.metrics:
             # parent ids (campaign_id, action_id...) then the period; ids are ints in the App API
             cluster = tuple(spec.parent_columns)[:3] + ("period",)
             types = {column: "bigint" for column in spec.parent_columns}

@@ -55,7 +55,7 @@ from airflow.operators.python import PythonOperator
 from airflow.utils.task_group import TaskGroup
 from dlt.sources import DltSource
 
-from customerio_source import customerio_source, load
+from customerio_source import builders, customerio_source, load
 from customerio_source.catalogue import CATALOGUE, default_tables
 from customerio_source.warehouse import apply_bigquery_hints
 
@@ -73,13 +73,13 @@ def table_groups(tables: Sequence[str] | None = None) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {name: [] for name in GROUP_ORDER}
     for name in tables or default_tables():
         builder = CATALOGUE[name].builder
-        if builder == "metrics":
+        if builder is builders.metrics:
             groups["metrics"].append(name)
-        elif builder == "deliveries":
+        elif builder is builders.deliveries:
             groups["deliveries"].append(name)
-        elif builder == "activities":
+        elif builder is builders.activities:
             groups["activities"].append(name)
-        elif builder in ("customers", "customer_attributes", "per_person"):
+        elif builder in builders.PEOPLE:
             groups["people"].append(name)
         else:
             groups["lists"].append(name)

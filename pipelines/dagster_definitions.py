@@ -43,7 +43,7 @@ from dagster import (
 from dagster_dlt import build_dlt_asset_specs, dlt_assets
 from dlt.sources import DltSource
 
-from customerio_source import customerio_source, load
+from customerio_source import builders, customerio_source, load
 from customerio_source.catalogue import CATALOGUE, default_tables
 from customerio_source.warehouse import apply_bigquery_hints
 
@@ -51,7 +51,9 @@ DESTINATION = os.environ.get("CUSTOMERIO_DESTINATION", "duckdb")
 DATASET = os.environ.get("CUSTOMERIO_DATASET", "customerio")
 POOL = "customerio"
 
-EVENT_TABLES = [name for name in default_tables() if CATALOGUE[name].builder in ("deliveries", "activities")]
+EVENT_TABLES = [
+    name for name in default_tables() if CATALOGUE[name].builder in (builders.deliveries, builders.activities)
+]
 SNAPSHOT_TABLES = [name for name in default_tables() if name not in EVENT_TABLES]
 
 # the sources handed to @dlt_assets only name the assets (runs build their own): no key is needed yet
@@ -143,8 +145,8 @@ def customerio_event_assets(context: AssetExecutionContext, customerio: Customer
     window = context.partition_time_window
     wanted = selected_tables(context, EVENT_TABLES, EVENTS_PIPELINE)
     groups = {
-        "deliveries": [t for t in wanted if CATALOGUE[t].builder == "deliveries"],
-        "activities": [t for t in wanted if CATALOGUE[t].builder == "activities"],
+        "deliveries": [t for t in wanted if CATALOGUE[t].builder is builders.deliveries],
+        "activities": [t for t in wanted if CATALOGUE[t].builder is builders.activities],
     }
     lookback = timedelta(hours=customerio.deliveries_lookback_hours)
     # two runs of one pipeline: deliveries read a wider window than the partition, activities exactly it

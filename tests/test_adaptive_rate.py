@@ -20,6 +20,7 @@ from customerio_source.client import CustomerIOClient
 from customerio_source.errors import RetriesExhausted
 from customerio_source.ratelimit import RateLimiter
 
+from .clocks import FakeClock
 from .conftest import API_KEY, Loader, norm_keys
 from .scripted_server import ScriptedServer
 
@@ -27,16 +28,6 @@ LOAD_TABLES = "campaigns,campaign_actions,campaign_action_metrics,campaign_metri
 MORE_TABLES = f"{LOAD_TABLES},campaign_journey_metrics,broadcast_actions,broadcast_action_metrics,newsletters,\
 newsletter_variants,newsletter_variant_metrics"  # about 50 requests at tiny scale
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
 
 
 class SteppedClock:

@@ -18,6 +18,7 @@ from customerio_source.errors import AuthError
 from customerio_source.ratelimit import RateLimiter
 
 from .cassettes.record import FAKE_HOST, RECORDING_KEY
+from .clocks import FakeClock
 
 CASSETTES = Path(__file__).resolve().parent / "cassettes"
 RECORD_MODE = os.environ.get("VCR_RECORD_MODE", "none")
@@ -39,16 +40,6 @@ def cassette(vcr_config):
 
     return use
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make_client(**kwargs) -> CustomerIOClient:

@@ -15,22 +15,11 @@ from customerio_source.errors import (
 )
 from customerio_source.ratelimit import RateLimiter
 
+from .clocks import FakeClock
 from .scripted_server import ScriptedServer
 
 KEY = "test-secret-key-123"
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make_client(server: ScriptedServer, **kwargs) -> CustomerIOClient:

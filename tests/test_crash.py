@@ -23,6 +23,7 @@ from customerio_source.simulator import FaultConfig, SimulatorServer, Workspace
 from customerio_source.simulator.faults import FaultState
 
 from .conftest import API_KEY, Loader
+from .orchestration.crash import snapshot
 
 # tables with nested tables (the merge path that can copy rows twice), incremental ones, people, metrics
 TABLES = ",".join([
@@ -92,24 +93,6 @@ def pipeline_dir(tmp_path: Path) -> Path:
 
 def jobs(tmp_path: Path, folder: str) -> list[Path]:
     return list(pipeline_dir(tmp_path).glob(f"load/normalized/*/{folder}/*"))
-
-
-def snapshot(db_path: Path) -> dict[str, list[tuple]]:
-    """Every data table's rows without dlt's per-load columns, sorted: comparable across warehouses."""
-    out: dict[str, list[tuple]] = {}
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_name NOT LIKE '_dlt%'",
-            [DATASET]).fetchall()]
-        for table in tables:
-            columns = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-                "ORDER BY column_name", [DATASET, table]).fetchall()]
-            kept = [c for c in columns if c not in ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id")]
-            quoted = ", ".join(f'"{c}"' for c in kept)
-            rows = con.execute(f'SELECT {quoted} FROM {DATASET}."{table}"').fetchall()
-            out[table] = sorted(tuple(str(v) for v in row) for row in rows)
-    return out
 
 
 def duplicate_keys(db_path: Path) -> dict[str, int]:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from customerio_source import customerio_source
+from customerio_source import builders, customerio_source
 from customerio_source.catalogue import CATALOGUE, default_tables
 from customerio_source.client import RequestStats
 from customerio_source.deliveries import WINDOW, windows
@@ -62,8 +62,8 @@ def test_catalogue_has_ingestr_tables_and_at_least_45():
 
 def test_per_person_and_per_object_tables_are_declared_whole_in_the_catalogue():
     """Their path, envelope, page size and timestamps come from the catalogue alone (no second table)."""
-    per_person = [s for s in CATALOGUE.values() if s.builder == "per_person"]
-    per_object = [s for s in CATALOGUE.values() if s.builder == "objects" and s.name != "objects"]
+    per_person = [s for s in CATALOGUE.values() if s.builder is builders.per_person]
+    per_object = [s for s in CATALOGUE.values() if s.builder is builders.objects and s.name != "objects"]
     assert {s.name for s in per_person} == {
         "customer_messages", "customer_activities", "customer_relationships", "customer_segments"}
     assert {s.name for s in per_object} == {"object_attributes", "object_relationships"}

@@ -7,7 +7,6 @@ Runs in its own virtualenv with apache-airflow 2.x (see .ci/orchestration.sh), n
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import crash  # tests/orchestration/crash.py (pytest puts this folder on sys.path)
 import pytest
 import requests
 
@@ -43,12 +43,7 @@ pytest.importorskip("airflow", reason="apache-airflow is not installed (run .ci/
 
 
 def _load_dag_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("customerio_airflow_dag", ROOT / "pipelines" / "airflow_dag.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return crash.load_file("customerio_airflow_dag", ROOT / "pipelines" / "airflow_dag.py")
 
 
 @pytest.fixture(scope="module")
@@ -154,22 +149,9 @@ def test_hourly_dag_loads_the_workspace(airflow_db: None, server: Any, tmp_path:
         assert gone <= marked
 
 
-def _crash_helpers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cio_orchestration_crash", Path(__file__).with_name("crash.py"))
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 RUN_DAG = """
-import importlib.util, sys
 import pendulum
 from datetime import timedelta
-spec = importlib.util.spec_from_file_location("customerio_airflow_dag", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
 tables = ["campaigns", "campaign_actions", "segments", "segment_memberships", "customers", "customer_attributes"]
 dag = module.build_dag(sys.argv[3], destination="duckdb", tables=tables, lookback=timedelta(days=30),
                        source_options={"rate_limit": 0}, default_args={"retries": 0})
@@ -188,7 +170,7 @@ def _run_dag(server: Any, work: Path, hour: Any, die_on: str | None = None) -> s
     )
     if die_on:
         env["CIO_DIE_WHEN_JOB_COMPLETES"] = die_on
-    script = _crash_helpers().DIE_WHEN_A_JOB_COMPLETES + RUN_DAG
+    script = crash.DIE_WHEN_A_JOB_COMPLETES + crash.load_module_from_argv("customerio_airflow_dag") + RUN_DAG
     path = str(ROOT / "pipelines" / "airflow_dag.py")
     dag_id = f"customerio_crash_{work.name}"  # one DAG per warehouse; each run a new hour (no run is replaced)
     return subprocess.run([sys.executable, "-c", script, path, hour.isoformat(), dag_id], env=env, cwd=work,
@@ -203,7 +185,6 @@ def test_a_dag_run_killed_during_load_is_made_whole_by_the_next(airflow_db: None
 
     from customerio_source.simulator import SimulatorServer, Workspace
 
-    crash = _crash_helpers()
     workspace = Workspace(scale="tiny", seed=11, anchor=int(time.time()) // 60 * 60 - 600)
     with SimulatorServer(workspace, api_key=API_KEY, rate_limit=None) as server:
         hour = pendulum.from_timestamp(workspace.now, tz="UTC").start_of("hour")

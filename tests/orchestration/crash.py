@@ -7,7 +7,10 @@ records it, the same precise kill point as tests/test_crash.py.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 DIE_WHEN_A_JOB_COMPLETES = r"""
 import os
@@ -24,6 +27,29 @@ if _die_on:
 
     PackageStorage.complete_job = _complete_job
 """
+
+
+
+def load_file(name: str, path: Path) -> ModuleType:
+    """Import the file at ``path`` as module ``name`` (pipelines/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_module_from_argv(name: str) -> str:
+    """Script lines that import the file named by ``sys.argv[1]`` as module ``name`` (bound to ``module``)."""
+    return (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location({name!r}, sys.argv[1])\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules[spec.name] = module\n"
+        "spec.loader.exec_module(module)\n"
+    )
+
 
 DLT_COLUMNS = ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id")
 

@@ -7,7 +7,6 @@ Runs in its own virtualenv with dagster and dagster-dlt (see .ci/orchestration.s
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import crash  # tests/orchestration/crash.py (pytest puts this folder on sys.path)
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,13 +38,7 @@ pytest.importorskip("dagster_dlt", reason="dagster-dlt is not installed (run .ci
 
 
 def _load_definitions() -> ModuleType:
-    path = ROOT / "pipelines" / "dagster_definitions.py"
-    spec = importlib.util.spec_from_file_location("customerio_dagster_definitions", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return crash.load_file("customerio_dagster_definitions", ROOT / "pipelines" / "dagster_definitions.py")
 
 
 @pytest.fixture(scope="module")
@@ -118,20 +112,7 @@ def test_materialize_one_day_and_the_snapshot(server: Any) -> None:
         assert names == {"customerio_events", "customerio_snapshot"}
 
 
-def _crash_helpers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cio_orchestration_crash", Path(__file__).with_name("crash.py"))
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 MATERIALIZE_SNAPSHOT = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("customerio_dagster_definitions", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
 from dagster import materialize
 settings = module.CustomerIOSettings(api_key=sys.argv[3], base_url=sys.argv[2], rate_limit=0.0)
 result = materialize([module.customerio_snapshot_assets], resources={"customerio": settings})
@@ -148,7 +129,8 @@ def _materialize_snapshot(server: Any, work: Path, die_on: str | None = None) ->
     )
     if die_on:
         env["CIO_DIE_WHEN_JOB_COMPLETES"] = die_on
-    script = _crash_helpers().DIE_WHEN_A_JOB_COMPLETES + MATERIALIZE_SNAPSHOT
+    prelude = crash.DIE_WHEN_A_JOB_COMPLETES + crash.load_module_from_argv("customerio_dagster_definitions")
+    script = prelude + MATERIALIZE_SNAPSHOT
     path = str(ROOT / "pipelines" / "dagster_definitions.py")
     return subprocess.run([sys.executable, "-c", script, path, server.base_url, API_KEY], env=env, cwd=work,
                           capture_output=True, text=True, timeout=600)
@@ -160,7 +142,6 @@ def test_a_materialization_killed_during_load_is_finished_by_the_next(tmp_path: 
     are marked in `customers` and followed in `customer_attributes`."""
     from customerio_source.simulator import SimulatorServer, Workspace
 
-    crash = _crash_helpers()
     workspace = Workspace(scale="tiny", seed=11, anchor=int(time.time()) // 60 * 60 - 600)
     with SimulatorServer(workspace, api_key=API_KEY, rate_limit=None) as server:
         clean, killed = tmp_path / "clean", tmp_path / "killed"
