@@ -33,6 +33,7 @@ from customerio_source.people import ATTRIBUTES_BATCH, PEOPLE_PAGE_SIZE
 from customerio_source.simulator import Workspace
 from customerio_source.simulator._util import six_months_before
 from customerio_source.small import SUPPRESSIONS_PAGE_SIZE
+from tests.oracle import expected_count
 
 DAY = 86_400
 DELIVERIES_PAGE_SIZE = CATALOGUE["messages"].page_size or 1000
@@ -122,22 +123,22 @@ def table_floor(ws: Workspace, table: str, periods: tuple[str, ...] = ("days",))
     if spec is None:
         return None
     if spec.builder is builders.metrics:
-        parents = ws.expected_count(spec.parent or "")
+        parents = expected_count(ws, spec.parent or "")
         return Floor(table, None, parents * len(periods), f"{parents} {spec.parent} x {len(periods)} period(s)")
     if table == "customers":
-        people = ws.expected_count("customers")
+        people = expected_count(ws, "customers")
         return Floor(table, people, pages(people, PEOPLE_PAGE_SIZE), f"ceil(people/{PEOPLE_PAGE_SIZE})")
     if table == "customer_attributes":
-        people = ws.expected_count("customer_attributes")
+        people = expected_count(ws, "customer_attributes")
         return Floor(table, people, pages(people, ATTRIBUTES_BATCH), f"ceil(people/{ATTRIBUTES_BATCH})")
     if table == "messages":
-        rows = ws.expected_count("messages")
+        rows = expected_count(ws, "messages")
         oldest = next((ws.d_created[i] for i in range(len(ws.d_created)) if not ws.is_draft(i)), ws.now)
         windows = history_windows(oldest, ws.now)
         requests = max(windows, pages(rows, DELIVERIES_PAGE_SIZE))
         return Floor(table, rows, requests, f"max(ceil(rows/{DELIVERIES_PAGE_SIZE}), {windows} six-month windows)")
     if table == "activities":
-        rows = ws.expected_count("activities")
+        rows = expected_count(ws, "activities")
         size = CATALOGUE["activities"].page_size
         return Floor(table, rows, pages(rows, size), f"ceil(rows/{size})")
     if table == "esp_suppressions":
@@ -151,7 +152,7 @@ def table_floor(ws: Workspace, table: str, periods: tuple[str, ...] = ("days",))
         return Floor(table, per_type * types, types * pages(per_type, page), f"ceil(objects/{page}) per type")
     if spec.builder is not None and table != "info_ip_addresses":
         return None  # opt-in per-person/per-object/per-parent delivery tables: no rule
-    rows = ws.expected_count(table)
+    rows = expected_count(ws, table)
     if spec.per_parent:
         parent = spec.parent or ""
         counts = _children_per_parent(ws, table)
@@ -159,7 +160,7 @@ def table_floor(ws: Workspace, table: str, periods: tuple[str, ...] = ("days",))
         if counts is not None and page_size:
             return Floor(table, rows, sum(pages(n, page_size) for n in counts),
                          f"ceil(children/{page_size}) per {parent}")
-        parents = ws.expected_count(parent)
+        parents = expected_count(ws, parent)
         return Floor(table, rows, parents, f"1 per {parent}")
     if spec.paginated and spec.page_size:
         return Floor(table, rows, pages(rows, spec.page_size), f"ceil(rows/{spec.page_size})")

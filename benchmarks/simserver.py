@@ -40,6 +40,7 @@ from benchmarks.floor import Floor, capture_watermarks, full_floors, incremental
 from customerio_source.simulator import SimulatorServer, Workspace
 from customerio_source.simulator.scales import SCALES
 from customerio_source.source import select_tables
+from tests.oracle import expected_count
 
 RENDER_ALL_MAX = 1_000_000
 """``--render-deliveries auto`` serializes every delivery ahead of the requests up to this many deliveries."""
@@ -115,7 +116,7 @@ class Admin:
         ws = self.ws
         with ws.lock:
             members = {str(s): len(ws.segment_members(s)) for s in ws.live_segments()}
-        return {"scale": ws.scale, "people": ws.n_people, "live_people": ws.expected_count("customers"),
+        return {"scale": ws.scale, "people": ws.n_people, "live_people": expected_count(ws, "customers"),
                 "deliveries": ws.n_deliveries(), "activities": ws.n_activities(), "segment_members": members,
                 "segment_memberships": sum(members.values()), "biggest_segment": max(members.values(), default=0)}
 

@@ -22,6 +22,7 @@ from customerio_source.ratelimit import RateLimiter
 
 from .clocks import FakeClock
 from .conftest import API_KEY, Loader, norm_keys
+from .oracle import expected_keys
 from .scripted_server import ScriptedServer
 
 LOAD_TABLES = "campaigns,campaign_actions,campaign_action_metrics,campaign_metrics,broadcasts,segments"
@@ -419,7 +420,7 @@ def load_against(tmp_path: Any, grant: float, tables: str, rate_limit: float | N
         loader.run(tables, **kwargs)
     for table in tables.split(","):
         if table in ws.tables():
-            assert loader.keys(table) == norm_keys(ws.expected_keys(table)), table
+            assert loader.keys(table) == norm_keys(expected_keys(ws, table)), table
     refused = [t for t, status in log if status == 429]
     assert {s for _, s in log if s >= 400} <= {429}, log
     # after adaptation: what the server saw from 2 s after the first 429 on

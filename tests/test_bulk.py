@@ -27,6 +27,7 @@ from customerio_source.people import SearchEnd, attributes_transformer, customer
 from customerio_source.runner import ARROW_PROMOTE_ENV
 
 from .conftest import API_KEY
+from .oracle import expected_count, expected_keys
 from .scripted_server import ScriptedServer
 
 FAST = bulk.ExportSettings(poll_first=0.05, poll_max=0.2)
@@ -88,7 +89,7 @@ def test_deliveries_match_the_api_path(loaded: str, tiny_server: Any) -> None:
                "customer_identifiers__id, customer_identifiers__email, customer_identifiers__cio_id")
     api = set(query(loaded, f"SELECT {columns} FROM api.messages"))
     exported = set(query(loaded, f"SELECT {columns} FROM bulk.messages"))
-    assert {(r[0],) for r in exported} == tiny_server.workspace.expected_keys("messages")
+    assert {(r[0],) for r in exported} == expected_keys(tiny_server.workspace, "messages")
     assert exported == api
     assert any(r[8] is not None for r in exported)  # broadcasts came through their API fallback
     types = dict(query(loaded, "SELECT column_name, data_type FROM information_schema.columns "
@@ -100,7 +101,7 @@ def test_customer_attributes_match_the_api_path(loaded: str, tiny_server: Any) -
     sql = "SELECT cio_id, id, email, attributes FROM {}.customer_attributes"
     api = {r[0]: (r[1], r[2], json.loads(r[3])) for r in query(loaded, sql.format("api"))}
     exported = {r[0]: (r[1], r[2], json.loads(r[3])) for r in query(loaded, sql.format("bulk"))}
-    assert {(k,) for k in exported} == tiny_server.workspace.expected_keys("customer_attributes")
+    assert {(k,) for k in exported} == expected_keys(tiny_server.workspace, "customer_attributes")
     assert exported == api
 
 
@@ -231,7 +232,7 @@ def test_an_expired_link_is_requested_again(tiny_server: Any, monkeypatch: pytes
     monkeypatch.setattr(bulk.requests, "get", slow_first)
     tiny_server.stats.reset()
     rows = list(bulk.bulk_customer_attributes_resource(make_ctx(tiny_server.base_url), FAST))
-    assert len(rows) == tiny_server.workspace.expected_count("customer_attributes")
+    assert len(rows) == expected_count(tiny_server.workspace, "customer_attributes")
     assert len(calls) == 2 and calls[0] != calls[1]
     assert tiny_server.stats.by_operation["GET /v1/exports/{export_id}/download"] == 2
     assert tiny_server.stats.status_counts.get(403) == 1
@@ -280,7 +281,7 @@ def test_the_key_never_reaches_the_file_host(tiny_server: Any, monkeypatch: pyte
         ctx = make_ctx(tiny_server.base_url, concurrency=2)
         spec = CATALOGUE["campaign_messages"]
         tables = list(bulk.bulk_deliveries_resource(ctx, spec, FAST))
-    assert sum(t.num_rows for t in tables) == len(tiny_server.workspace.expected_keys("campaign_messages"))
+    assert sum(t.num_rows for t in tables) == len(expected_keys(tiny_server.workspace, "campaign_messages"))
     assert file_host.requests and all(r["path"].startswith("/_files/") for r in file_host.requests)
     for request in file_host.requests:
         assert not any(name.lower() == "authorization" for name in request["headers"])
@@ -302,7 +303,7 @@ def test_auto_keeps_small_delivery_reads_on_the_api_path(tiny_server: Any) -> No
     ctx = make_ctx(tiny_server.base_url)
     tables = list(bulk.bulk_deliveries_resource(ctx, CATALOGUE["messages"], FAST, auto=True))
     assert {r for t in tables for r in t.column("id").to_pylist()} == {
-        k[0] for k in tiny_server.workspace.expected_keys("messages")}
+        k[0] for k in expected_keys(tiny_server.workspace, "messages")}
     assert not tiny_server.stats.by_operation.get("POST /v1/exports/deliveries")
 
 
@@ -323,7 +324,7 @@ def test_auto_exports_attributes_decided_when_the_run_extracts(tiny_server: Any,
     ops = tiny_server.stats.by_operation
     # one attributes call at most: the export's attribute names are discovered from a sample (as in `exports`)
     assert ops.get("POST /v1/exports/customers") == 1 and ops.get("POST /v1/customers/attributes", 0) <= 1
-    expected = {str(k[0]) for k in tiny_server.workspace.expected_keys("customer_attributes")}
+    expected = {str(k[0]) for k in expected_keys(tiny_server.workspace, "customer_attributes")}
     with duckdb.connect(db_path, read_only=True) as con:
         got = {r[0] for r in con.execute("SELECT cio_id FROM auto.customer_attributes").fetchall()}
         dupes = con.execute("SELECT COUNT(*) - COUNT(DISTINCT cio_id) FROM auto.customer_attributes").fetchone()[0]

@@ -19,10 +19,11 @@ import duckdb
 import pytest
 
 from customerio_source.catalogue import CATALOGUE
-from customerio_source.simulator import FaultConfig, SimulatorServer, Workspace
-from customerio_source.simulator.faults import FaultState
+from customerio_source.simulator import SimulatorServer, Workspace
 
 from .conftest import API_KEY, Loader
+from .fault_injection import FaultConfig, FaultState
+from .oracle import expected_keys
 from .orchestration.crash import snapshot
 
 # tables with nested tables (the merge path that can copy rows twice), incremental ones, people, metrics
@@ -198,7 +199,7 @@ def test_leftover_package_does_not_mark_other_tables_deleted(server, tmp_path):
     assert server.stats.by_operation.get("GET /v1/segments") == 1  # this run read the workspace
     marked = loader.query("SELECT COUNT(*) FROM {ds}.segments WHERE _cio_deleted_at IS NOT NULL")[0][0]
     assert marked == 0
-    assert loader.keys("segments") == {(str(k[0]),) for k in ws.expected_keys("segments")}
+    assert loader.keys("segments") == {(str(k[0]),) for k in expected_keys(ws, "segments")}
     assert not loader.pipeline().has_pending_data
 
 
@@ -214,9 +215,9 @@ def test_rows_a_resumed_job_copied_twice_are_removed(server, tmp_path):
     with pipeline.sql_client() as client:
         client.execute_sql("INSERT INTO campaigns SELECT * FROM campaigns")
         client.execute_sql("INSERT INTO segments SELECT * FROM segments WHERE id = (SELECT MIN(id) FROM segments)")
-    assert loader.duplicates("campaigns") == len(server.workspace.expected_keys("campaigns"))
+    assert loader.duplicates("campaigns") == len(expected_keys(server.workspace, "campaigns"))
     removed = remove_repeated_rows(pipeline)
-    assert removed == {"campaigns": len(server.workspace.expected_keys("campaigns")), "segments": 1}
+    assert removed == {"campaigns": len(expected_keys(server.workspace, "campaigns")), "segments": 1}
     assert loader.duplicates("campaigns") == loader.duplicates("segments") == 0
-    assert loader.keys("campaigns") == {(str(k[0]),) for k in server.workspace.expected_keys("campaigns")}
+    assert loader.keys("campaigns") == {(str(k[0]),) for k in expected_keys(server.workspace, "campaigns")}
     assert remove_repeated_rows(pipeline) == {}

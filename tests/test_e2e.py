@@ -9,6 +9,7 @@ import pytest
 from customerio_source.catalogue import default_tables
 
 from .conftest import norm_keys
+from .oracle import expected_count, expected_keys
 
 FOUNDATION_TABLES = [
     "campaigns",
@@ -26,9 +27,9 @@ def test_foundation_tables_load_exactly_the_workspace(loader, tiny_server):
     ws = tiny_server.workspace
     loader.run(FOUNDATION_TABLES)
     for table in FOUNDATION_TABLES:
-        assert loader.keys(table) == norm_keys(ws.expected_keys(table)), table
+        assert loader.keys(table) == norm_keys(expected_keys(ws, table)), table
         assert loader.duplicates(table) == 0, table
-    assert loader.count("customers") == ws.expected_count("customers")
+    assert loader.count("customers") == expected_count(ws, "customers")
 
 
 def test_timestamps_are_typed_and_ids_consistent(loader, tiny_server):
@@ -61,7 +62,7 @@ def test_all_default_tables_match_the_workspace(loader, tiny_server):
     for table in default_tables():
         if table in known:
             assert table in loaded, table
-            assert loader.keys(table) == norm_keys(ws.expected_keys(table)), table
+            assert loader.keys(table) == norm_keys(expected_keys(ws, table)), table
             assert loader.duplicates(table) == 0, table
 
 
@@ -69,14 +70,14 @@ def test_all_default_tables_match_the_workspace(loader, tiny_server):
 def test_per_person_tables_on_request(loader, tiny_server, table):
     ws = tiny_server.workspace
     loader.run([table])
-    assert loader.keys(table) == norm_keys(ws.expected_keys(table))
+    assert loader.keys(table) == norm_keys(expected_keys(ws, table))
 
 
 def test_bulk_exports_mode_loads_the_same_keys(loader, tiny_server):
     ws = tiny_server.workspace
     loader.run(["messages", "customer_attributes"], bulk="exports")
-    assert loader.keys("messages") == norm_keys(ws.expected_keys("messages"))
-    assert loader.keys("customer_attributes") == norm_keys(ws.expected_keys("customer_attributes"))
+    assert loader.keys("messages") == norm_keys(expected_keys(ws, "messages"))
+    assert loader.keys("customer_attributes") == norm_keys(expected_keys(ws, "customer_attributes"))
     assert loader.duplicates("messages") == 0
 
 
@@ -88,10 +89,10 @@ def test_first_load_appends_then_merges_without_duplicates(loader, tiny_server):
     loader.run(["messages"])
     schema = loader.pipeline().default_schema
     assert schema.tables["messages"]["write_disposition"] == "append"
-    assert loader.keys("messages") == norm_keys(ws.expected_keys("messages")) and loader.duplicates("messages") == 0
+    assert loader.keys("messages") == norm_keys(expected_keys(ws, "messages")) and loader.duplicates("messages") == 0
     loader.run(["messages"])
     assert loader.pipeline().default_schema.tables["messages"]["write_disposition"] == "merge"
-    assert loader.duplicates("messages") == 0 and loader.count("messages") == len(ws.expected_keys("messages"))
+    assert loader.duplicates("messages") == 0 and loader.count("messages") == len(expected_keys(ws, "messages"))
     assert append_new_tables(loader.pipeline(), loader.source) == []  # the table exists now
 
 
@@ -141,7 +142,7 @@ def test_run_settings_hold_for_the_run_only(loader, tiny_server, monkeypatch):
     with loader.pipeline().sql_client() as client:  # Arrow tables carry the load id, as all tables do
         table = client.make_qualified_table_name("messages")
         assert client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE _dlt_load_id IS NULL")[0][0] == 0
-    assert loader.count("messages") == len(tiny_server.workspace.expected_keys("messages"))
+    assert loader.count("messages") == len(expected_keys(tiny_server.workspace, "messages"))
 
 
 def test_duckdb_loads_one_job_at_a_time_with_the_shipped_config(loader, tiny_server, monkeypatch):
@@ -202,7 +203,7 @@ def test_attribute_batches_of_several_people_pages_stay_within_concurrency(tmp_p
 
     monkeypatch.setattr(CustomerIOClient, "post", slow_post)
     workspace = Workspace(scale="small", seed=7)
-    people = len(workspace.expected_keys("customer_attributes"))
+    people = len(expected_keys(workspace, "customer_attributes"))
     assert people > 3000  # several people pages of 1000
     with SimulatorServer(workspace, api_key=API_KEY) as server:
         loader = Loader(server.base_url, tmp_path)
@@ -227,7 +228,7 @@ def test_mark_deleted_after_a_run_without_load_ids_marks_nothing(loader, tiny_se
     assert loader.query("SELECT COUNT(_dlt_load_id) FROM {ds}.segment_memberships") == [(0,)]
     marked = runner.mark_deleted(pipeline, ["segments", "segment_memberships"], info.loads_ids)
     assert marked == {"segments": 0, "segment_memberships": 0}
-    members = len(tiny_server.workspace.expected_keys("segment_memberships"))
+    members = len(expected_keys(tiny_server.workspace, "segment_memberships"))
     assert loader.count("segment_memberships") == members
     assert loader.query("SELECT COUNT(*) FROM {ds}.segment_memberships WHERE _cio_deleted_at IS NULL") == [(members,)]
 
@@ -245,5 +246,5 @@ def test_arrow_tables_fit_tables_loaded_from_earlier_versions(loader, tiny_serve
         "COUNT(*) FILTER (WHERE _dlt_id = CAST(segment_id AS VARCHAR) || ':' || cio_id) "
         "FROM customerio.segment_memberships"
     )
-    members = len(tiny_server.workspace.expected_keys("segment_memberships"))
+    members = len(expected_keys(tiny_server.workspace, "segment_memberships"))
     assert rows == [(members, members, members)]

@@ -18,6 +18,7 @@ from customerio_source import runner
 from customerio_source.errors import LoadFailed
 
 from .conftest import API_KEY, run_cli
+from .oracle import expected_count
 
 
 def cli(tiny_server, tmp_path, *args: str, env: dict[str, str] | None = None):
@@ -50,8 +51,8 @@ def count(database: str, table: str) -> int:
 
 def test_a_package_that_keeps_failing_does_not_wedge_the_pipeline(tiny_server, tmp_path):
     database = str(tmp_path / "customerio_warehouse.duckdb")
-    campaigns = tiny_server.workspace.expected_count("campaigns")
-    segments = tiny_server.workspace.expected_count("segments")
+    campaigns = expected_count(tiny_server.workspace, "campaigns")
+    segments = expected_count(tiny_server.workspace, "segments")
     assert cli(tiny_server, tmp_path, "--tables", "campaigns").returncode == 0
     break_campaigns_table(database)
 
@@ -170,7 +171,7 @@ def test_a_second_run_of_a_running_pipeline_exits_at_once_and_the_first_is_unaff
         assert line.startswith("error: pipeline 'customerio' is already running (pid ") and str(os.getpid()) in line
         assert not os.path.exists(database)  # it touched nothing
     info = runner.load(pipeline, source)  # the lock is free again: the first pipeline loads as usual
-    assert info.loads_ids and count(database, "campaigns") == tiny_server.workspace.expected_count("campaigns")
+    assert info.loads_ids and count(database, "campaigns") == expected_count(tiny_server.workspace, "campaigns")
 
 
 def test_an_extract_failure_names_its_table_and_its_root_cause(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .conftest import API_KEY, Loader, norm_keys
+from .oracle import deleted_keys, expected_count, expected_keys
 
 SNAPSHOT = (
     "SELECT cio_id, id, email, CAST(attributes AS VARCHAR), unsubscribed FROM {ds}.customer_attributes "
@@ -41,12 +42,12 @@ def test_changed_people_rule_equals_a_full_reread(tmp_path, monkeypatch):
     assert changes["attribute_changes"] and changes["new_people"] and changes["deleted_people"]
     assert incremental.query(SNAPSHOT) == full.query(SNAPSHOT)
     assert incremental.query(DEVICES) == full.query(DEVICES)
-    assert incremental.keys("customer_attributes") == norm_keys(ws.expected_keys("customer_attributes"))
+    assert incremental.keys("customer_attributes") == norm_keys(expected_keys(ws, "customer_attributes"))
     # deleted people are marked, not silently live
     deleted = incremental.query("SELECT COUNT(*) FROM {ds}.customer_attributes WHERE _cio_deleted_at IS NOT NULL")[0][0]
-    assert deleted == len(norm_keys(ws.deleted_keys("customer_attributes")))
+    assert deleted == len(norm_keys(deleted_keys(ws, "customer_attributes")))
     # and it was cheaper: only new and changed people were re-read
-    assert 0 < reread < ws.expected_count("customers") / 2, reread
+    assert 0 < reread < expected_count(ws, "customers") / 2, reread
     # batches of 100 fill across search pages: one request per 100 re-read people, not one per page
     assert search_pages > 3 and attribute_requests == -(-reread // 100), (search_pages, attribute_requests, reread)
 
@@ -58,7 +59,7 @@ def test_full_refresh_mode_and_first_run_read_everyone(tmp_path):
     with SimulatorServer(ws, api_key=API_KEY) as server:
         loader = Loader(server.base_url, tmp_path)
         loader.run(["customer_attributes"])
-        people = ws.expected_count("customers")
+        people = expected_count(ws, "customers")
         assert server.stats.by_operation.get("POST /v1/customers/attributes") == -(-people // 100)
         server.stats.reset()
         loader.run(["customer_attributes"], attributes_refresh="full")

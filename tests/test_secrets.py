@@ -22,8 +22,9 @@ import dlt
 import pytest
 
 from customerio_source import customerio_source, load
-from customerio_source.simulator import FaultConfig, SimulatorServer, Workspace
-from customerio_source.simulator.faults import FaultState
+from customerio_source.simulator import SimulatorServer, Workspace
+
+from .fault_injection import FaultConfig, FaultState
 
 CANARY = f"sk-SECRET-canary-{uuid.uuid4().hex[:12]}"
 TABLES = ["campaigns", "segments", "customers", "customer_attributes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .conftest import API_KEY, Loader, norm_keys
+from .oracle import expected_keys
 from .scripted_server import ScriptedServer
 
 NOW = 1_790_000_000
@@ -59,7 +60,7 @@ def test_promoted_attributes_become_typed_columns(loader, tiny_server):
         "SELECT cio_id, attr_plan, json_extract_string(attributes, '$.plan') FROM {ds}.customer_attributes"
     )
     assert rows and all(plan == raw for _, plan, raw in rows)
-    assert {(r[0],) for r in rows} == norm_keys(ws.expected_keys("customer_attributes"))
+    assert {(r[0],) for r in rows} == norm_keys(expected_keys(ws, "customer_attributes"))
 
 
 def test_activities_of_deleted_people_on_request(tmp_path):
@@ -71,7 +72,7 @@ def test_activities_of_deleted_people_on_request(tmp_path):
         plain.run(["activities"])
         with_deleted = Loader(server.base_url, tmp_path / "b")
         with_deleted.run(["activities"], activities_include_deleted=True)
-    live = norm_keys(ws.expected_keys("activities"))
+    live = norm_keys(expected_keys(ws, "activities"))
     assert plain.keys("activities") == live
     extra = with_deleted.keys("activities") - live
     assert with_deleted.keys("activities") >= live and extra, "deleted people's activities were not loaded"

@@ -8,13 +8,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from customerio_source.simulator import FaultConfig, SimulatorServer, Workspace
+from customerio_source.simulator import SimulatorServer, Workspace
 from customerio_source.simulator._util import six_months_before
+
+from .fault_injection import FaultConfig, FaultState
+from .oracle import deleted_keys, expected_count, expected_keys
 
 ANCHOR = 1_760_000_040
 KEY = "sim-test-key"
@@ -58,11 +62,11 @@ def page_all(session: requests.Session, server: SimulatorServer, path: str, key:
 def test_deterministic_for_seed_and_anchor() -> None:
     a, b = Workspace("tiny", seed=3, anchor=ANCHOR), Workspace("tiny", seed=3, anchor=ANCHOR)
     for table in a.tables():
-        assert a.expected_keys(table) == b.expected_keys(table), table
+        assert expected_keys(a, table) == expected_keys(b, table), table
     assert [a.delivery(i) for i in range(a.n_deliveries())] == [b.delivery(i) for i in range(b.n_deliveries())]
     assert [a.activity(j) for j in range(a.n_activities())] == [b.activity(j) for j in range(b.n_activities())]
     c = Workspace("tiny", seed=4, anchor=ANCHOR)
-    assert c.expected_keys("messages") != a.expected_keys("messages")
+    assert expected_keys(c, "messages") != expected_keys(a, "messages")
 
 
 def test_data_shapes(ws: Workspace) -> None:
@@ -124,14 +128,14 @@ def test_pagination_and_limits(ws: Workspace, server: SimulatorServer, http: req
     got = page_all(http, server, "/v1/messages", "messages", limit=37)
     ids = [m["id"] for m in got]
     assert len(ids) == len(set(ids))
-    assert {(i,) for i in ids} == ws.expected_keys("messages", since=six_months_before(ws.now))
+    assert {(i,) for i in ids} == expected_keys(ws, "messages", since=six_months_before(ws.now))
     created = [m["created"] for m in got]
     assert created == sorted(created, reverse=True)
     acts = get(http, server, "/v1/activities").json()
     assert len(acts["activities"]) == 10  # default limit 10
     seg = ws.live_segments()[0]
     members = page_all(http, server, f"/v1/segments/{seg}/membership", "identifiers", limit=3)
-    assert {(seg, m["cio_id"]) for m in members} == {k for k in ws.expected_keys("segment_memberships")
+    assert {(seg, m["cio_id"]) for m in members} == {k for k in expected_keys(ws, "segment_memberships")
                                                      if k[0] == seg}
 
 
@@ -171,7 +175,7 @@ def test_people_endpoints(ws: Workspace, server: SimulatorServer, http: requests
         nxt = body["next"]
         if not nxt:
             break
-    assert {(c,) for c in found} == ws.expected_keys("customers")
+    assert {(c,) for c in found} == expected_keys(ws, "customers")
 
 
 def test_every_table_loadable(ws: Workspace, server: SimulatorServer, http: requests.Session) -> None:
@@ -187,13 +191,13 @@ def test_every_table_loadable(ws: Workspace, server: SimulatorServer, http: requ
               "object_types": ("/v1/object_types", "types", "id"), "workspaces": ("/v1/workspaces", "workspaces", "id")}
     for table, (path, env, pk) in simple.items():
         rows = get(http, server, path).json()[env]
-        assert {(r[pk],) for r in rows} == ws.expected_keys(table), table
+        assert {(r[pk],) for r in rows} == expected_keys(ws, table), table
     assert {(r["id"],) for r in page_all(http, server, "/v1/newsletters", "newsletters", limit=2)} == \
-        ws.expected_keys("newsletters")
+        expected_keys(ws, "newsletters")
     assert {(r["id"],) for r in page_all(http, server, "/v1/sender_identities", "sender_identities")} == \
-        ws.expected_keys("sender_identities")
+        expected_keys(ws, "sender_identities")
     ips = get(http, server, "/v1/info/ip_addresses").json()["ip_addresses"]
-    assert {(ip,) for ip in ips} == ws.expected_keys("info_ip_addresses")
+    assert {(ip,) for ip in ips} == expected_keys(ws, "info_ip_addresses")
     sup = set()
     for kind in ("bounces", "spam_reports"):
         off = 0
@@ -203,36 +207,36 @@ def test_every_table_loadable(ws: Workspace, server: SimulatorServer, http: requ
             off += 2
             if not rows:
                 break
-    assert sup == ws.expected_keys("esp_suppressions")
+    assert sup == expected_keys(ws, "esp_suppressions")
     acts, trig, msgs = set(), set(), set()
     for c in ws.cat.campaigns:
         acts |= {(a["id"],) for a in page_all(http, server, f"/v1/campaigns/{c}/actions", "actions")}
         msgs |= {(m["id"],) for m in page_all(http, server, f"/v1/campaigns/{c}/messages", "messages",
                                                 limit=1000, start_ts=0, end_ts=ws.now)}
-    assert acts == ws.expected_keys("campaign_actions")
+    assert acts == expected_keys(ws, "campaign_actions")
     since = six_months_before(ws.now)
-    assert {k for k in ws.expected_keys("campaign_messages", since=since)} <= msgs
-    for b in ws.expected_keys("broadcasts"):
+    assert {k for k in expected_keys(ws, "campaign_messages", since=since)} <= msgs
+    for b in expected_keys(ws, "broadcasts"):
         trig |= {(t["id"],) for t in get(http, server, f"/v1/broadcasts/{b[0]}/triggers").json()["triggers"]}
-    assert trig == ws.expected_keys("broadcast_triggers")
+    assert trig == expected_keys(ws, "broadcast_triggers")
     objs = set()
     for t in ws.cat.object_types:
         r = http.post(server.base_url + "/v1/objects", params={"limit": 1000},
                       json={"object_type_id": t["id"], "filter": {"and": []}})
         objs |= {(t["id"], x["object_id"]) for x in r.json()["identifiers"]}
-    assert objs == ws.expected_keys("objects")
+    assert objs == expected_keys(ws, "objects")
     rel = set()
-    for t, o in sorted(ws.expected_keys("objects")):
+    for t, o in sorted(expected_keys(ws, "objects")):
         rows = page_all(http, server, f"/v1/objects/{t}/{o}/relationships", "cio_relationships")
         rel |= {(t, o, r["identifiers"]["cio_id"]) for r in rows}
-    assert rel == ws.expected_keys("object_relationships")
+    assert rel == expected_keys(ws, "object_relationships")
     i = next(iter(ws.live_people()))
     cio = ws.cio_id(i)
     segs = get(http, server, f"/v1/customers/cio_{cio}/segments", id_type="cio_id").json()["segments"]
-    assert {(cio, s["id"]) for s in segs} == {k for k in ws.expected_keys("customer_segments") if k[0] == cio}
+    assert {(cio, s["id"]) for s in segs} == {k for k in expected_keys(ws, "customer_segments") if k[0] == cio}
     for table in ws.tables():
-        assert isinstance(ws.expected_keys(table), set)
-        assert ws.expected_count(table) == len(ws.expected_keys(table))
+        assert isinstance(expected_keys(ws, table), set)
+        assert expected_count(ws, table) == len(expected_keys(ws, table))
 
 
 def test_metrics_endpoints(ws: Workspace, server: SimulatorServer, http: requests.Session) -> None:
@@ -259,7 +263,7 @@ def test_metrics_endpoints(ws: Workspace, server: SimulatorServer, http: request
 # ------------------------------------------------------------------ changes
 def test_change_step() -> None:
     w = Workspace("tiny", seed=11)  # anchored at wall time: advance() moves `now` to the wall clock
-    before = {t: w.expected_keys(t) for t in w.tables()}
+    before = {t: expected_keys(w, t) for t in w.tables()}
     camp_updated = {c["id"]: c["updated"] for c in w.campaigns()}
     old_now = w.now
     w.advance()
@@ -269,16 +273,16 @@ def test_change_step() -> None:
     parent = next(c for c in w.cat.campaigns.values() if ch["new_actions"][0] in [a["id"] for a in c["actions"]])
     if parent["id"] not in ch["updated_campaigns"]:
         assert parent["updated"] == camp_updated[parent["id"]]  # child changed without parent's updated
-    assert w.expected_keys("campaign_actions") > before["campaign_actions"]
-    assert w.expected_keys("campaigns") > before["campaigns"]
-    new_msgs = w.expected_keys("messages") - before["messages"]
+    assert expected_keys(w, "campaign_actions") > before["campaign_actions"]
+    assert expected_keys(w, "campaigns") > before["campaigns"]
+    new_msgs = expected_keys(w, "messages") - before["messages"]
     assert new_msgs and all(old_now < w.d_created[i] <= w.now for i in ch["new_deliveries"])
-    assert ch["deleted_broadcasts"] and (ch["deleted_broadcasts"][0],) not in w.expected_keys("broadcasts")
-    assert w.deleted_keys("broadcasts") == {(b,) for b in ch["deleted_broadcasts"]}
+    assert ch["deleted_broadcasts"] and (ch["deleted_broadcasts"][0],) not in expected_keys(w, "broadcasts")
+    assert deleted_keys(w, "broadcasts") == {(b,) for b in ch["deleted_broadcasts"]}
     gone = {(w.cio_id(p),) for p in ch["deleted_people"]}
-    assert gone and not gone & w.expected_keys("customers") and gone <= before["customers"]
-    assert w.deleted_keys("customers") == gone
-    assert w.deleted_keys("segments") == {(s,) for s in ch["deleted_segments"]}
+    assert gone and not gone & expected_keys(w, "customers") and gone <= before["customers"]
+    assert deleted_keys(w, "customers") == gone
+    assert deleted_keys(w, "segments") == {(s,) for s in ch["deleted_segments"]}
     for i in ch["late_metrics"]:
         m = w.delivery_metrics(i)
         assert old_now < m["opened"] <= w.now
@@ -294,7 +298,7 @@ def test_change_step() -> None:
         s.headers["Authorization"] = f"Bearer {KEY}"
         live = page_all(s, srv, "/v1/activities", "activities", limit=100)
         dead = page_all(s, srv, "/v1/activities", "activities", limit=100, deleted="true")
-        assert {(a["id"],) for a in live} == w.expected_keys("activities")
+        assert {(a["id"],) for a in live} == expected_keys(w, "activities")
         assert dead and not {a["id"] for a in dead} & {a["id"] for a in live}
         for a in dead:
             assert w.find_person(a["customer_identifiers"]["cio_id"], "cio_id") is None
@@ -329,30 +333,30 @@ def test_rate_limit_429() -> None:
 
 def test_faults() -> None:
     w = Workspace("tiny", seed=7, anchor=ANCHOR)
-    with SimulatorServer(w, api_key=KEY, faults=FaultConfig(seed=1, error_rate=0.5)) as srv:
+    with SimulatorServer(w, api_key=KEY, faults=FaultState(FaultConfig(seed=1, error_rate=0.5))) as srv:
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {KEY}"
         codes = [s.get(srv.base_url + "/v1/segments").status_code for _ in range(40)]
         assert {500, 502, 503} & set(codes) and 200 in codes
-    with SimulatorServer(w, api_key=KEY, faults=FaultConfig(revoke_after=2)) as srv:
+    with SimulatorServer(w, api_key=KEY, faults=FaultState(FaultConfig(revoke_after=2))) as srv:
         codes = [requests.get(srv.base_url + "/v1/segments", headers={"Authorization": f"Bearer {KEY}"}).status_code
                  for _ in range(4)]
         assert codes == [200, 200, 401, 401]
-    with SimulatorServer(w, api_key=KEY, faults=FaultConfig(storm_after=1, storm_seconds=0.3)) as srv:
+    with SimulatorServer(w, api_key=KEY, faults=FaultState(FaultConfig(storm_after=1, storm_seconds=0.3))) as srv:
         h = {"Authorization": f"Bearer {KEY}"}
         codes = [requests.get(srv.base_url + "/v1/segments", headers=h).status_code for _ in range(3)]
         assert codes[0] == 200 and codes[1:] == [429, 429]
         time.sleep(0.35)
         assert requests.get(srv.base_url + "/v1/segments", headers=h).status_code == 200
-    with SimulatorServer(w, api_key=KEY, faults=FaultConfig(repeat_cursor="GET /v1/messages")) as srv:
+    with SimulatorServer(w, api_key=KEY, faults=FaultState(FaultConfig(repeat_cursor="GET /v1/messages"))) as srv:
         h = {"Authorization": f"Bearer {KEY}"}
         n1 = requests.get(srv.base_url + "/v1/messages", headers=h).json()["next"]
         n2 = requests.get(srv.base_url + "/v1/messages", params={"start": n1}, headers=h).json()["next"]
         assert n1 == n2
-    with SimulatorServer(w, api_key=KEY, faults=FaultConfig(truncate_rate=1.0)) as srv:
+    with SimulatorServer(w, api_key=KEY, faults=FaultState(FaultConfig(truncate_rate=1.0))) as srv:
         with pytest.raises(requests.exceptions.RequestException):
             requests.get(srv.base_url + "/v1/campaigns", headers={"Authorization": f"Bearer {KEY}"}).json()
-    with SimulatorServer(w, api_key=KEY, faults=FaultConfig(reset_rate=1.0)) as srv:
+    with SimulatorServer(w, api_key=KEY, faults=FaultState(FaultConfig(reset_rate=1.0))) as srv:
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(srv.base_url + "/v1/campaigns", headers={"Authorization": f"Bearer {KEY}"})
 
@@ -374,7 +378,7 @@ def test_exports_flow() -> None:
         r = requests.get(url)
         assert r.status_code == 200
         lines = gzip.decompress(r.content).decode().splitlines()
-        assert lines[0] == "id,email,cio_id,plan" and len(lines) - 1 == w.expected_count("customers")
+        assert lines[0] == "id,email,cio_id,plan" and len(lines) - 1 == expected_count(w, "customers")
         time.sleep(0.6)
         assert requests.get(url).status_code == 403
         camp = next(iter(w.cat.campaigns))
@@ -384,7 +388,7 @@ def test_exports_flow() -> None:
         rows = gzip.decompress(requests.get(s.get(f"{b}/v1/exports/{exp['id']}/download").json()["url"]).content)
         assert rows.decode().splitlines()[0].startswith("id,created,type")
         assert s.post(b + "/v1/exports/deliveries", json={}).status_code == 400
-        assert (exp["id"],) in w.expected_keys("exports")
+        assert (exp["id"],) in expected_keys(w, "exports")
 
 
 def test_keep_alive(server: SimulatorServer) -> None:
@@ -405,11 +409,14 @@ def test_large_build_time_and_memory() -> None:
     code = (
         "import os, time\n"
         "from customerio_source.simulator import Workspace\n"
+        "from tests.oracle import expected_count\n"
         "rss = lambda: int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
         "before = rss(); t = time.perf_counter(); w = Workspace('large', seed=7); took = time.perf_counter() - t\n"
-        "print(took, rss() - before, w.expected_count('customers'))\n"
+        "print(took, rss() - before, expected_count(w, 'customers'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    root = Path(__file__).resolve().parent.parent  # where `tests.oracle` imports from
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         cwd=root)
     took, rss_mb, people = out.stdout.split()
     print(f"large build: {float(took):.1f}s, +{float(rss_mb):.0f} MB RSS")
     assert float(took) < 30

@@ -15,6 +15,8 @@ from customerio_source.metrics import leading_buckets, parse_echoed_time, series
 from customerio_source.source import parse_interval, select_tables
 from customerio_source.transform import to_datetime
 
+from .oracle import expected_keys
+
 UTC = timezone.utc
 
 INGESTR_TABLES = {
@@ -360,7 +362,7 @@ def test_split_windows_read_each_delivery_once(tmp_path):
     dlt.pipeline("split_windows", pipelines_dir=str(tmp_path / "pipelines"))
 
     workspace = Workspace(scale="small", seed=7)
-    expected = {key[0] for key in workspace.expected_keys("messages")}
+    expected = {key[0] for key in expected_keys(workspace, "messages")}
     with SimulatorServer(workspace, api_key="split-test-key") as server:
         stats = RequestStats()
         source = customerio_source(

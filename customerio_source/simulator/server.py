@@ -23,11 +23,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from .faults import FaultConfig, FaultState
 from .workspace import Workspace
 
 SPEC_FACTS = json.loads(Path(__file__).with_name("spec_facts.json").read_text())["operations"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class NoFault:
+    """The decision for every request when no fault injector is set (a fault injector's ``decide`` answers
+    an object with these fields; the tests bring one)."""
+
+    status: int | None = None
+    reset: bool = False
+    truncate: bool = False
+    sleep: float = 0.0
+
+
+NO_FAULT = NoFault()
 
 
 class ApiError(Exception):
@@ -221,7 +234,7 @@ class SimulatorServer:
     """Local HTTP server for a workspace (see CONTRACT.md)."""
 
     def __init__(self, ws: Workspace, api_key: str = "sim-key", host: str = "127.0.0.1", port: int = 0,
-                 rate_limit: float | None = None, faults: FaultConfig | None = None,
+                 rate_limit: float | None = None, faults: Any = None,
                  export_url_ttl: float = 900) -> None:
         if host not in LOOPBACK:
             raise ValueError("the simulator binds to the loopback interface only")
@@ -235,7 +248,9 @@ class SimulatorServer:
         self.port = port
         self.rate_limit = rate_limit
         self.limiter = RateLimiter(rate_limit) if rate_limit else None
-        self.faults = FaultState(faults or FaultConfig())
+        # optional fault injector: ``decide(operation, operation_id)`` -> a decision like ``NoFault``, and
+        # ``config.repeat_cursor`` (an operation whose ``next`` never changes)
+        self.faults = faults
         self.export_url_ttl = export_url_ttl
         self.exports = ExportStore(self)
         self.handlers: dict[str, Callable[[Ctx], Any]] = HANDLERS
@@ -377,7 +392,8 @@ class _Handler(BaseHTTPRequestHandler):
         route, path_params = matched if matched else (None, {})
         op = route.key if route else f"{method} {url.path}"
         sim.stats.record_arrival(op)
-        decision = sim.faults.decide(op, route.facts.get("operation_id") if route else None)
+        faults = sim.faults
+        decision = faults.decide(op, route.facts.get("operation_id") if route else None) if faults else NO_FAULT
         if decision.status == 401:
             return self._error(401, "Unauthorized request")
         if decision.status == 429:
@@ -411,7 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(e.status, e.detail)
         if isinstance(result, Stream):
             return self._send_stream(result)
-        if isinstance(result, dict) and "next" in result and sim.faults.config.repeat_cursor in (
+        if faults and isinstance(result, dict) and "next" in result and faults.config.repeat_cursor in (
                 route.key, route.facts.get("operation_id")):
             result["next"] = params.get("start") or result["next"]
         self._send(200, orjson.dumps(result), truncate=decision.truncate)

@@ -647,41 +647,9 @@ class Workspace:
         with self.lock:
             apply_change_step(self)
 
-    # ------------------------------------------------------------ expected keys
+    # ------------------------------------------------------------ tables
     def tables(self) -> list[str]:
         return list(TABLES)
-
-    def expected_count(self, table: str) -> int:
-        if table == "messages":
-            return sum(1 for i in range(len(self.d_created)) if not self.is_draft(i))
-        if table in ("customers", "customer_attributes"):
-            return self.n_people - len(self.deleted_people)
-        if table in ("segment_memberships", "customer_segments"):
-            # one key per (segment, member): counted without a set of millions of tuples (stress scale)
-            with self.lock:
-                return sum(len(self.segment_members(s)) for s in self.live_segments())
-        return len(self.expected_keys(table))
-
-    def expected_keys(self, table: str, since: int | None = None) -> set[Key]:
-        """Primary-key tuples a complete load of ``table`` must contain (live rows only).
-
-        Deliveries: every non-draft delivery of the whole history (a connector can reach rows older
-        than 6 months with explicit ``start_ts``/``end_ts`` windows); pass ``since`` to keep only
-        deliveries created at or after it. Drafts (``drafts=true``) are not included.
-        ``customer_messages`` is per person with the endpoint's default window: the last 6 months only.
-        Activities: live people's activities within the API's 30-day window.
-        """
-        from .expected import expected_keys
-
-        with self.lock:
-            return expected_keys(self, table, since)
-
-    def deleted_keys(self, table: str) -> set[Key]:
-        """Keys that existed at some earlier step and are now deleted."""
-        from .expected import deleted_keys
-
-        with self.lock:
-            return deleted_keys(self, table)
 
     # ------------------------------------------------------------ catalog views
     def campaigns(self) -> list[dict]:

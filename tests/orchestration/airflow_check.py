@@ -22,6 +22,8 @@ import crash  # tests/orchestration/crash.py (pytest puts this folder on sys.pat
 import pytest
 import requests
 
+from tests.oracle import expected_keys
+
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "airflow-check-key"
 
@@ -71,7 +73,7 @@ def _keys(con: Any, table: str, columns: str, live_only: bool = False) -> set[tu
 
 
 def _expected(ws: Any, table: str, **kwargs: Any) -> set[tuple[str, ...]]:
-    return {tuple(str(v) for v in key) for key in ws.expected_keys(table, **kwargs)}
+    return {tuple(str(v) for v in key) for key in expected_keys(ws, table, **kwargs)}
 
 
 def test_hourly_dag_loads_the_workspace(airflow_db: None, server: Any, tmp_path: Path, monkeypatch: Any) -> None:

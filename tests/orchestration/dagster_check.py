@@ -21,6 +21,8 @@ from typing import Any
 import crash  # tests/orchestration/crash.py (pytest puts this folder on sys.path)
 import pytest
 
+from tests.oracle import expected_keys
+
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "dagster-check-key"
 
@@ -56,7 +58,7 @@ def _keys(con: Any, table: str, columns: str) -> set[tuple[str, ...]]:
 
 
 def _expected(ws: Any, table: str, **kwargs: Any) -> set[tuple[str, ...]]:
-    return {tuple(str(v) for v in key) for key in ws.expected_keys(table, **kwargs)}
+    return {tuple(str(v) for v in key) for key in expected_keys(ws, table, **kwargs)}
 
 
 def test_definitions_load() -> None:

@@ -1,13 +1,18 @@
-"""``expected_keys`` / ``deleted_keys`` for every table the connector loads."""
+"""The test oracle: what a complete load of each table of a simulated workspace must contain.
+
+``expected_keys(ws, table)``, ``expected_count(ws, table)`` and ``deleted_keys(ws, table)`` read the
+workspace's own data (under its lock); tests and benchmarks compare warehouses with them. Test-only: the
+shipped simulator serves the API and knows nothing of what a connector should have loaded.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .catalog import KIND_BROADCAST, KIND_CAMPAIGN, KIND_NEWSLETTER, KIND_TRANSACTIONAL
+from customerio_source.simulator.catalog import KIND_BROADCAST, KIND_CAMPAIGN, KIND_NEWSLETTER, KIND_TRANSACTIONAL
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from customerio_source.simulator.workspace import Workspace
 
 Key = tuple
 
@@ -37,7 +42,7 @@ def _activities(ws: Workspace, deleted: bool) -> set[Key]:
     return {(ws.activity_id(j),) for j in range(len(ws.a_ts)) if ws.activity_visible(j, deleted)}
 
 
-def expected_keys(ws: Workspace, table: str, since: int | None = None) -> set[Key]:
+def _expected_keys(ws: Workspace, table: str, since: int | None = None) -> set[Key]:
     cat = ws.cat
     live_b = {b["id"] for b in ws.broadcasts()}
     simple = {
@@ -98,7 +103,7 @@ def _relationships(ws: Workspace, people: set[int] | None = None):
                 yield t, o, i
 
 
-def deleted_keys(ws: Workspace, table: str) -> set[Key]:
+def _deleted_keys(ws: Workspace, table: str) -> set[Key]:
     """Rows that were visible at an earlier step and are gone now (deleted people/broadcasts/segments)."""
     cat = ws.cat
     gone = {i for i, step in ws.deleted_people.items() if step > 0}
@@ -121,7 +126,7 @@ def deleted_keys(ws: Workspace, table: str) -> set[Key]:
     if table in ("segment_memberships", "customer_segments"):
         pairs = set()
         density = cat.segment_density
-        from ._util import mix
+        from customerio_source.simulator._util import mix
 
         for s in cat.segments:
             base = ws._ssalt ^ (s << 40)
@@ -156,3 +161,35 @@ def _deliveries_of(ws: Workspace, pred) -> set[Key]:
         if pred(kind, parent, ws.d_person[i]):
             out.add((ws.delivery_id(i),))
     return out
+
+
+def expected_keys(ws: Workspace, table: str, since: int | None = None) -> set[Key]:
+    """Primary-key tuples a complete load of ``table`` must contain (live rows only).
+
+    Deliveries: every non-draft delivery of the whole history (a connector can reach rows older
+    than 6 months with explicit ``start_ts``/``end_ts`` windows); pass ``since`` to keep only
+    deliveries created at or after it. Drafts (``drafts=true``) are not included.
+    ``customer_messages`` is per person with the endpoint's default window: the last 6 months only.
+    Activities: live people's activities within the API's 30-day window.
+    """
+    with ws.lock:
+        return _expected_keys(ws, table, since)
+
+
+def expected_count(ws: Workspace, table: str) -> int:
+    """``len(expected_keys(ws, table))``, without building the set where that is cheap."""
+    if table == "messages":
+        return sum(1 for i in range(len(ws.d_created)) if not ws.is_draft(i))
+    if table in ("customers", "customer_attributes"):
+        return ws.n_people - len(ws.deleted_people)
+    if table in ("segment_memberships", "customer_segments"):
+        # one key per (segment, member): counted without a set of millions of tuples (stress scale)
+        with ws.lock:
+            return sum(len(ws.segment_members(s)) for s in ws.live_segments())
+    return len(expected_keys(ws, table))
+
+
+def deleted_keys(ws: Workspace, table: str) -> set[Key]:
+    """Keys that existed at some earlier step and are now deleted."""
+    with ws.lock:
+        return _deleted_keys(ws, table)
