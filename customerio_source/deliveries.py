@@ -17,7 +17,7 @@ conversions) are found in the activity log and re-read (:mod:`customerio_source.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -262,28 +262,42 @@ def created_cursor(ctx: RunContext) -> dlt.sources.incremental[datetime]:
     )
 
 
-def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
-    def rows(created: dlt.sources.incremental[datetime] = created_cursor(ctx)) -> Iterator[pa.Table]:
-        incremental = created.start_value is not None and created.start_value > EPOCH
-        late = LateEngagement(ctx, spec, resource_state(spec.name), incremental)
-        start, end = delivery_range(ctx, created.start_value, created.end_value)
-        start = late.start(start)
-        plan = late.plan(start)
-        lowest = min(start, plan.oldest or start)
-        if incremental and (plan.fetch or lowest < created.start_value):
-            # rows older than the cursor's start (re-read for late engagement) must pass dlt's incremental
-            # filter: lowered through its public `start_value` before the first row is yielded
-            created.start_value = EPOCH if plan.fetch else lowest
-        if end is None or start < end:
-            yield from read_pages_of(ctx, spec, start, end)
-        decoder = PageDecoder(spec.envelope, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
+def catch_up(
+    ctx: RunContext, spec: TableSpec, created: dlt.sources.incremental[datetime]
+) -> tuple[datetime, datetime | None, Callable[[], Iterator[pa.Table]]]:
+    """The `created` range this run reads, and its late-engagement re-reads (a generator function).
+
+    Call before the resource yields anything: rows re-read for late engagement are older than the cursor's
+    start, so dlt's incremental filter is lowered to them through its public `start_value`.
+    """
+    incremental = created.start_value is not None and created.start_value > EPOCH
+    late = LateEngagement(ctx, spec, resource_state(spec.name), incremental)
+    start, end = delivery_range(ctx, created.start_value, created.end_value)
+    start = late.start(start)
+    plan = late.plan(start)
+    lowest = min(start, plan.oldest or start)
+    if incremental and (plan.fetch or lowest < created.start_value):
+        created.start_value = EPOCH if plan.fetch else lowest
+
+    def rereads() -> Iterator[pa.Table]:
         for path, spans in plan.spans.items():
             try:
                 yield from read_windows(ctx, spec, path, start, None, spans=spans)
             except NotFoundError:
                 continue  # the parent was deleted: its deliveries are no longer listed under it
         if plan.fetch:
+            decoder = PageDecoder(spec.envelope, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
             yield from batched_tables(late.fetched(plan.fetch, decoder))
+
+    return start, end, rereads
+
+
+def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
+    def rows(created: dlt.sources.incremental[datetime] = created_cursor(ctx)) -> Iterator[pa.Table]:
+        start, end, rereads = catch_up(ctx, spec, created)
+        if end is None or start < end:
+            yield from read_pages_of(ctx, spec, start, end)
+        yield from rereads()
 
     # no other column hints: the Arrow schema types every column
     return merge_resource(rows, spec, columns=arrow_load_id_column())
