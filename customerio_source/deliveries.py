@@ -78,13 +78,8 @@ def window_params(lower: datetime, upper: datetime | None) -> dict[str, int]:
 
 def earliest_send_time(ctx: RunContext) -> datetime | None:
     """The oldest `created` among everything that sends deliveries (a safe lower bound for history)."""
-    oldest: datetime | None = None
-    for table in SENDING_PARENTS:
-        for row in ctx.list_rows(table):
-            value = to_datetime(row.get("created") or row.get("created_at"))
-            if isinstance(value, datetime) and (oldest is None or value < oldest):
-                oldest = value
-    return oldest
+    created = [parent_created(row) for table in SENDING_PARENTS for row in ctx.list_rows(table)]
+    return min((value for value in created if value is not None), default=None)
 
 
 def parent_created(parent: dict[str, Any]) -> datetime | None:
