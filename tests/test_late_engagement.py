@@ -170,3 +170,41 @@ def test_parent_windows_function():
     old = {"created_at": int((now - timedelta(days=500)).timestamp())}  # transactional messages: created_at
     assert len(parent_windows(old, start, None, now=now)) == 3
     assert parent_windows(recent, start, now - timedelta(days=20)) == []
+
+
+def test_without_a_readable_destination_each_engaged_delivery_is_fetched():
+    """Outside a pipeline (no destination to ask for `created`), engaged deliveries come from GET /v1/messages/{id}."""
+    import time
+
+    from customerio_source.arrow_pages import PageDecoder
+    from customerio_source.catalogue import CATALOGUE
+    from customerio_source.client import CustomerIOClient
+    from customerio_source.context import RunContext
+    from customerio_source.deliveries import DELIVERY_NESTED, DELIVERY_SCHEMA
+    from customerio_source.late_engagement import LateEngagement
+    from customerio_source.simulator import SimulatorServer, Workspace
+
+    ws = Workspace(scale="tiny", seed=11)
+    started = time.time()
+    ws.advance()
+    engaged = {ws.delivery_id(i) for i in ws.last_changes["late_engagement"]}
+    with SimulatorServer(ws, api_key=API_KEY) as server:
+        ctx = RunContext(client=CustomerIOClient(API_KEY, base_url=server.base_url, rate_limit=0))
+        for table in ("messages", "campaign_messages"):
+            spec = CATALOGUE[table]
+            late = LateEngagement(ctx, spec, {"late_since": started - 60, "deep_at": started}, incremental=True)
+            assert not late.deep
+            plan = late.plan(datetime.fromtimestamp(ws.now - 3 * DAY, timezone.utc))
+            assert not plan.spans and engaged <= set(plan.fetch)
+            decoder = PageDecoder(spec.envelope, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
+            rows = [row for page in late.fetched(plan.fetch, decoder) for row in page.to_pylist()]
+            by_id = {row["id"]: row for row in rows}
+            for i in ws.last_changes["late_engagement"]:
+                record = ws.delivery(i)
+                if table == "campaign_messages" and record["campaign_id"] is None:
+                    assert record["id"] not in by_id  # another parent's delivery: not this table's
+                    continue
+                got = {
+                    k.removeprefix("metrics__"): v for k, v in by_id[record["id"]].items() if k.startswith("metrics__")
+                }
+                assert {k: int(v.timestamp()) for k, v in got.items() if v is not None} == record["metrics"]
