@@ -177,14 +177,6 @@ def gap_counts(seconds: list[int], created: Iterator[np.ndarray]) -> tuple[list[
 
 
 # -- the destination ---------------------------------------------------------------------------------
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _timestamp(second: int) -> str:
-    return "TIMESTAMP " + _literal(datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00"))
-
-
 def _seconds(value: Any) -> int | None:
     if isinstance(value, datetime):
         return int((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp())
@@ -200,12 +192,12 @@ class StoredDeliveries:
         self.table = table
         self.parent_column = parent_column
 
-    def _query(self, sql: str) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``sql`` streamed in chunks (callers read to the end: the lock is held meanwhile)."""
+    def _query(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` (``%s`` parameters) streamed in chunks; callers read to the end (the lock is held)."""
         pipeline = dlt.current.pipeline()
         with DESTINATION_LOCK, pipeline.sql_client() as client:
             qualified = client.make_qualified_table_name(self.table)
-            with client.execute_query(sql.format(table=qualified)) as cursor:
+            with client.execute_query(sql.format(table=qualified), *args) as cursor:
                 while rows := cursor.fetchmany(10_000):
                     yield from rows
 
@@ -214,9 +206,9 @@ class StoredDeliveries:
         parent = self.parent_column or "NULL"
         found: dict[str, tuple[int, Any]] = {}
         for start in range(0, len(ids), LOOKUP_CHUNK):
-            listed = ", ".join(_literal(i) for i in ids[start : start + LOOKUP_CHUNK])
-            sql = f"SELECT id, created, {parent} FROM {{table}} WHERE id IN ({listed})"
-            for delivery, created, parent_id in self._query(sql):
+            chunk = ids[start : start + LOOKUP_CHUNK]
+            sql = f"SELECT id, created, {parent} FROM {{table}} WHERE id IN ({', '.join(['%s'] * len(chunk))})"
+            for delivery, created, parent_id in self._query(sql, *chunk):
                 second = _seconds(created)
                 if second is not None:
                     found[str(delivery)] = (second, parent_id)
@@ -224,11 +216,13 @@ class StoredDeliveries:
 
     def created_chunks(self, lower: int, upper: int, parent_id: Any = None) -> Iterator[np.ndarray]:
         """Stored `created` seconds in [lower, upper) (of one parent), in chunks."""
-        where = f"created >= {_timestamp(lower)} AND created < {_timestamp(upper)}"
+        args: list[Any] = [_utc(lower), _utc(upper)]
+        where = "created >= %s AND created < %s"
         if self.parent_column and parent_id is not None:
-            where += f" AND {self.parent_column} = {int(parent_id)}"
+            where += f" AND {self.parent_column} = %s"
+            args.append(int(parent_id))
         chunk: list[int] = []
-        for (created,) in self._query(f"SELECT created FROM {{table}} WHERE {where}"):
+        for (created,) in self._query(f"SELECT created FROM {{table}} WHERE {where}", *args):
             second = _seconds(created)
             if second is not None:
                 chunk.append(second)

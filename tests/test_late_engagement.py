@@ -59,6 +59,8 @@ def test_incremental_runs_equal_a_full_reread_after_late_engagement(tmp_path):
             state = incremental.pipeline().state["sources"]["customerio"]["resources"]["messages"]
             assert {"late_since", "deep_at"} <= set(state)  # timestamps only: nothing per delivery
         incremental_requests = client_of(incremental.source).stats.total
+        # the windows planned from the warehouse were used, not the one-by-one fallback
+        assert not server.stats.by_operation.get("GET /v1/messages/{message_id}"), server.stats.by_operation
         full = Loader(server.base_url, tmp_path / "full")
         full.run(DELIVERY_TABLES)
 
@@ -208,3 +210,44 @@ def test_without_a_readable_destination_each_engaged_delivery_is_fetched():
                     k.removeprefix("metrics__"): v for k, v in by_id[record["id"]].items() if k.startswith("metrics__")
                 }
                 assert {k: int(v.timestamp()) for k, v in got.items() if v is not None} == record["metrics"]
+
+
+def test_late_engagement_lands_in_postgres(tmp_path):
+    """The warehouse look-ups (ids and `created` bounds as parameters) work on Postgres too."""
+    import os
+
+    import dlt
+    import pytest
+
+    from customerio_source import customerio_source, load
+    from customerio_source.simulator import SimulatorServer, Workspace
+
+    dsn = os.environ.get("DESTINATION__POSTGRES__CREDENTIALS")
+    if not dsn:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Postgres is required under CI (`source .ci/postgres.sh`)")
+        pytest.skip("Postgres not available (source .ci/postgres.sh)")
+    psycopg2 = pytest.importorskip("psycopg2")
+    dataset = f"cio_late_{int(datetime.now().timestamp() * 1000) % 10**9}"
+    pipeline = dlt.pipeline(
+        pipeline_name=dataset,
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.postgres(dsn),
+        dataset_name=dataset,
+    )
+    ws = Workspace(scale="tiny", seed=11)
+    try:
+        with SimulatorServer(ws, api_key=API_KEY) as server:
+            for step in range(2):
+                if step:
+                    ws.advance()
+                source = customerio_source(api_key=API_KEY, base_url=server.base_url, tables="messages", rate_limit=0)
+                load(pipeline, source)
+            assert not server.stats.by_operation.get("GET /v1/messages/{message_id}")
+        with psycopg2.connect(dsn) as con, con.cursor() as cur:
+            cur.execute(f"SELECT id, metrics__opened FROM {dataset}.messages")
+            opened = {row[0] for row in cur.fetchall() if row[1] is not None}
+        assert {ws.delivery_id(i) for i in ws.last_changes["late_engagement"]} <= opened
+    finally:
+        with psycopg2.connect(dsn) as con, con.cursor() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {dataset} CASCADE")
