@@ -131,8 +131,10 @@ def test_plan_spans_joins_neighbours_only_when_it_saves_requests():
     assert plan_spans([100, 200], [1, 1], [10, 0]) == [(100, 201)]
     # 5,000 rows between: apart (2 requests) is cheaper than together (6)
     assert plan_spans([100, 200], [1, 1], [5000, 0]) == [(100, 101), (200, 201)]
-    # a burst of 3 targets among 1,500 rows: 2 requests together, not 3 apart
-    assert plan_spans([10, 20, 30], [1, 1, 1], [700, 797, 0]) == [(10, 31)]
+    # a burst of 3 targets among 1,500 rows: 2 requests, not 3; the third joins nobody (a tie: fewer rows apart)
+    assert plan_spans([10, 20, 30], [1, 1, 1], [700, 797, 0]) == [(10, 21), (30, 31)]
+    # 3 targets among 1,000 rows: one request together
+    assert plan_spans([10, 20, 30], [1, 1, 1], [500, 497, 0]) == [(10, 31)]
     # never wider than 180 days
     far = 200 * DAY
     assert plan_spans([0, far], [1, 1], [0, 0]) == [(0, 1), (far, far + 1)]
