@@ -221,7 +221,7 @@ def incremental_floors(
                 out[table] = Floor(table, rows, pages(rows, DELIVERIES_PAGE_SIZE),
                                    f"ceil(created >= watermark - {lookback_days:g}d / {DELIVERIES_PAGE_SIZE})")
             elif table in PARENT_DELIVERIES:
-                since = watermarks.messages - int(lookback_days * DAY)
+                since = table_watermark(ws, table, watermarks) - int(lookback_days * DAY)
                 out[table] = parent_deliveries_floor(ws, table, since)
             elif table == "activities":
                 rows = _new_activities(ws, watermarks.activities)
@@ -309,6 +309,19 @@ def parent_deliveries_floor(ws: Workspace, table: str, since: int | None) -> Flo
     return Floor(table, rows, requests, f"per parent: windows from max(created, {where}), ceil(rows/1000) each")
 
 
+def table_watermark(ws: Workspace, table: str, watermarks: Watermarks) -> int:
+    """The newest `created` a per-parent delivery table had seen at ``watermarks`` (each table has its own
+    cursor; the change step's deliveries are all newer than the `messages` watermark)."""
+    letter, _kind = PARENT_DELIVERIES[table]
+    newest = 0
+    for parent in _parents(ws, table):
+        created = _parent_created(ws, table, (letter, parent["id"]))
+        seen = bisect_right(created, watermarks.messages)
+        if seen:
+            newest = max(newest, created[seen - 1])
+    return newest or watermarks.messages
+
+
 def engaged_deliveries(ws: Workspace, watermark: int) -> set[int]:
     """Deliveries with an engagement activity (opened, clicked, converted...) newer than ``watermark``."""
     found: set[int] = set()
@@ -339,12 +352,14 @@ def add_late_engagement(ws: Workspace, watermarks: Watermarks, floors: dict[str,
     tables = [t for t in ("messages", *PARENT_DELIVERIES) if t in floors]
     if not tables:
         return
-    cutoff = watermarks.messages - int(lookback_days * DAY)
-    stale = sorted(d for d in engaged_deliveries(ws, watermarks.activities) if ws.d_created[d] < cutoff)
+    lookback = int(lookback_days * DAY)
+    engaged = sorted(engaged_deliveries(ws, watermarks.activities))
     scanned = sum(1 for j in range(len(ws.a_ts) - 1, -1, -1) if ws.a_ts[j] > watermarks.activities)
     scan = pages(scanned + 1, CATALOGUE["activities"].page_size or 100)  # the page that reaches past the watermark
     for number, table in enumerate(tables):
         extra = scan if number == 0 else 0
+        mark = watermarks.messages if table == "messages" else table_watermark(ws, table, watermarks)
+        stale = [d for d in engaged if ws.d_created[d] < mark - lookback]
         if table == "messages":
             listed = [ws.d_created[i] for i in range(len(ws.d_created)) if not ws.is_draft(i)]
             extra += late_windows(listed, [ws.d_created[d] for d in stale])
