@@ -19,12 +19,17 @@ File format (not in the spec; assumed, and parsed tolerantly):
 - gzip is detected by its magic bytes (``1f 8b``), whatever the headers say; plain files pass through.
 - The first non-empty line decides: ``{`` means JSON lines (one object per line), anything else is CSV with a
   header row. Empty CSV cells mean "absent" (CSV cannot tell an empty string from a missing value).
-- Deliveries: flattened metric columns are mapped back to the API's nested ``metrics`` whatever the spelling
-  (``metrics.opened``, ``metrics__opened``, ``metrics/opened``, ``opened``, ``opened_at``); ``cio_id``/``email``
-  (or ``customer_identifiers.*``) become ``customer_identifiers``, whose ``id`` defaults to ``customer_id``.
-  Timestamps may be unix seconds (or milliseconds) or ISO 8601; all become unix seconds. Columns the file
-  lacks (``deduplicate_id``, ``trigger_event_id``, ``message_template_id``...) load as null; unknown columns
-  load as extra columns (text, from CSV).
+- Deliveries, in any column order: flattened metric columns are mapped back to the API's nested ``metrics``
+  whatever the spelling (``metrics.opened``, ``metrics__opened``, ``metrics/opened``, ``opened``,
+  ``opened_at``); ``cio_id``/``email`` (or ``customer_identifiers.*``) become ``customer_identifiers``, whose
+  ``id`` defaults to ``customer_id``. Aliases (Customer.io's own warehouse export schema spells them so):
+  ``delivery_id`` for ``id``, ``created_at`` for ``created``, ``delivery_type`` for ``type``, and
+  ``internal_customer_id`` for the person's ``cio_id`` (assumed: that schema's name for the internal id;
+  ``customer_id`` stays the person's own id). Timestamps may be unix seconds (or milliseconds) or ISO 8601;
+  all become unix seconds. Columns the file lacks (``deduplicate_id``, ``trigger_event_id``,
+  ``message_template_id``...) load as null; unknown columns are kept, as extra columns (text, from CSV).
+  A record without a delivery id or a readable `created` stops the run with one line naming the file and
+  the missing column (:class:`ExportLayoutError`, exit code 2), before anything is loaded.
 - Customers: ``cio_id``, ``id``, ``email`` plus one column per requested attribute (or an API-shaped JSON
   object with ``identifiers``/``attributes``). Rows match the API path's ``customer_attributes`` rows; files
   carry no devices or per-attribute timestamps, so those stay empty in bulk mode. Rows without a cio_id are
@@ -76,8 +81,8 @@ from .deliveries import (
     DELIVERY_SCHEMA,
     OPEN_END_MARGIN,
     WINDOW,
+    catch_up,
     created_cursor,
-    delivery_range,
     read_windows,
     window_params,
     windows,
@@ -98,6 +103,9 @@ EXPORTABLE = {
 }
 IDENTIFIERS = ("cio_id", "id", "email")
 METRIC_NAMES = frozenset((*DELIVERY_METRICS, "drafted"))
+# other spellings of delivery columns (Customer.io's warehouse export schema: delivery_id, created_at...)
+ROW_ALIASES = {"created": "created", "created_at": "created", "delivery_id": "id", "delivery_type": "type"}
+REQUIRED_COLUMNS = {"id": ("id", "delivery_id"), "created": ("created", "created_at")}
 AUTO_PEOPLE = 50_000  # above this many people, `auto` exports customer_attributes
 AUTO_MIN_API_REQUESTS = 500  # below this many API requests, deliveries stay on the API path
 EXPORT_REQUESTS = 6  # create + ~3 polls + download URL + a spare, per export
@@ -106,6 +114,10 @@ ATTRIBUTE_SAMPLE = 100
 
 class ExportError(ApiError):
     """An export failed, never finished, or its file could not be fetched."""
+
+
+class ExportLayoutError(ConfigError):
+    """An export file whose columns the parser cannot map to a delivery (bad input: the run stops)."""
 
 
 @dataclass(frozen=True)
@@ -126,15 +138,22 @@ DEFAULT_SETTINGS = ExportSettings()
 
 # -- one export: create, poll, download ------------------------------------------------------------------
 def export_rows(
-    client: CustomerIOClient, kind: str, body: dict[str, Any], what: str, table: str, settings: ExportSettings
+    client: CustomerIOClient,
+    kind: str,
+    body: dict[str, Any],
+    what: str,
+    table: str,
+    settings: ExportSettings,
+    check: Callable[[dict[str, Any], str], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Create an export, wait for it, and stream its file's records (raw dicts, see :func:`iter_records`)."""
+    """Create an export, wait for it, and stream its file's records (raw dicts, see :func:`iter_records`);
+    ``check(record, file)`` sees each record first, with a label naming the file."""
     export = client.post(f"/v1/exports/{kind}", body, table=table).get("export") or {}
     export_id = export.get("id")
     if export_id is None:
         raise ExportError(f"POST /v1/exports/{kind} ({what}) returned no export id")
     wait_until_done(client, export_id, what, table, settings)
-    yield from download_records(client, export_id, what, table, settings)
+    yield from download_records(client, export_id, what, table, settings, check)
 
 
 def wait_until_done(
@@ -181,7 +200,12 @@ TRANSIENT = (requests.RequestException, urllib3.exceptions.HTTPError, OSError, E
 
 
 def download_records(
-    client: CustomerIOClient, export_id: int, what: str, table: str, settings: ExportSettings
+    client: CustomerIOClient,
+    export_id: int,
+    what: str,
+    table: str,
+    settings: ExportSettings,
+    check: Callable[[dict[str, Any], str], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stream a finished export's records; on an expired link or a cut stream, ask for a new URL (bounded)."""
     consumed = 0
@@ -206,7 +230,10 @@ def download_records(
                     )
                 response.raw.decode_content = True  # undo a Content-Encoding; gzip files are sniffed below
                 response.raw.auto_close = False  # io wrappers read past the end: EOF, not "closed file"
+                label = f"export {export_id} ({what}), file {file_name(response, export_id)}"
                 for index, record in enumerate(iter_records(response.raw)):
+                    if check is not None:
+                        check(record, f"{label}, record {index + 1}")
                     if index >= consumed:
                         consumed += 1
                         yield record
@@ -220,6 +247,16 @@ def download_records(
                 ) from None
             logger.warning("export %s: the file download failed (%s); asking for a new link", export_id, problem)
             time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
+
+
+def file_name(response: requests.Response, export_id: int) -> str:
+    """The file's name from its Content-Disposition (never the signed URL), else `export_<id>`."""
+    disposition = response.headers.get("Content-Disposition") or ""
+    for part in disposition.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "filename" and value.strip('"'):
+            return value.strip('"')
+    return f"export_{export_id}"
 
 
 # -- parsing ------------------------------------------------------------------------------------------
@@ -301,15 +338,35 @@ def _route(key: str) -> tuple[str, str]:
     head, tail = _split(key)
     if head in ("metrics", "customer_identifiers") and tail:
         return head, tail
-    if key in ("created", "created_at"):
-        return "row", "created"
+    if key in ROW_ALIASES:
+        return "row", ROW_ALIASES[key]
     if key in METRIC_NAMES:
         return "metrics", key
     if key.endswith("_at") and key[:-3] in METRIC_NAMES:
         return "metrics", key[:-3]
     if key in ("cio_id", "email", "customer_cio_id", "customer_email"):
         return "customer_identifiers", key.removeprefix("customer_")
+    if key == "internal_customer_id":
+        return "customer_identifiers", "cio_id"
     return "row", key
+
+
+def require_delivery_columns(record: dict[str, Any], where: str) -> None:
+    """Raise :class:`ExportLayoutError` (one line: the file, the missing column) when ``record`` has no
+    delivery id or no readable `created` under any known spelling."""
+    found: dict[str, Any] = {}
+    for key, value in record.items():
+        part, name = _route(key)
+        if part == "row" and name in REQUIRED_COLUMNS and value not in (None, ""):
+            found[name] = value
+    for name, spellings in REQUIRED_COLUMNS.items():
+        if name not in found:
+            columns = ", ".join(sorted(record)) or "none"
+            raise ExportLayoutError(
+                f"{where}: no {name!r} column (looked for {', '.join(spellings)}); its columns: {columns}"
+            )
+    if to_unix(found["created"]) is None:
+        raise ExportLayoutError(f"{where}: 'created' is not a timestamp: {str(found['created'])[:40]!r}")
 
 
 def delivery_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -478,7 +535,7 @@ def export_job(
         lo, hi = lower.timestamp(), upper.timestamp() if upper is not None else math.inf
         what = f"deliveries of {key} {parent_id}"
         try:
-            found = export_rows(ctx.client, "deliveries", body, what, spec.name, settings)
+            found = export_rows(ctx.client, "deliveries", body, what, spec.name, settings, require_delivery_columns)
             rows = (row for row in map(delivery_row, found) if row["created"] is not None and lo <= row["created"] < hi)
             for page in pages_of(rows, settings.page_rows):
                 yield page_to_arrow(page, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
@@ -553,16 +610,19 @@ def bulk_deliveries_resource(
     """Deliveries through exports, with the cursor, lag and interval semantics of `deliveries_resource`."""
 
     def rows(created: dlt.sources.incremental[datetime] = created_cursor(ctx)) -> Iterator[pa.Table]:
-        start, end = delivery_range(ctx, created.start_value, created.end_value)
+        start, end, rereads = catch_up(ctx, spec, created)  # late engagement is re-read through the API
         if end is not None and start >= end:
+            yield from rereads()
             return
         jobs = delivery_jobs(ctx, spec, start, end, settings)
         if auto and spec.parent is None:
             exports = len(jobs) - len(ctx.list_rows("broadcasts"))
             if not exports_pay_off(ctx, spec, start, end, exports):
                 yield from read_windows(ctx, spec, spec.path, start, end)
+                yield from rereads()
                 return
         yield from interleave(jobs, ctx.concurrency)
+        yield from rereads()
 
     return merge_resource(rows, spec, columns=arrow_load_id_column())
 

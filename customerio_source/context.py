@@ -22,6 +22,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+DESTINATION_LOCK = threading.Lock()
+"""Held while a resource reads the destination (``pipeline.sql_client()``): dlt's configuration contexts
+are mangled when two extract threads enter and leave a client at the same time."""
+
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 """dlt needs an `initial_value` whenever an `end_value` is set: an end-only interval starts here."""
 
@@ -65,9 +69,19 @@ class RunContext:
     concurrency: int = 4
     attributes_refresh: str = "changed"
     attributes_full_refresh_days: float = 7.0
+    messages_deep_reread_days: float = 7.0
+    messages_deep_lookback_days: float = 30.0
+    _shared: dict[str, Any] = field(default_factory=dict)
     _lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _list_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def shared(self, key: str, make: Callable[[], T]) -> T:
+        """A per-run object shared by resources (made once, thread-safe): e.g. one activity-log scan."""
+        with self._lock:
+            if key not in self._shared:
+                self._shared[key] = make()
+            return self._shared[key]
 
     # -- small lists, fetched once per run and shared by the table and its children ----------------
     def list_rows(self, table: str) -> list[dict[str, Any]]:

@@ -6,13 +6,18 @@ and one request covers at most six months. So the source reads half-open windows
 window (``messages_lookback_days``) before its watermark and merges on `id` so late metrics land.
 
 A first run with no interval starts at the earliest `created` of any campaign, broadcast, newsletter or
-transactional message: no delivery can be older than the message that sent it.
+transactional message: no delivery can be older than the message that sent it. For the same reason the
+per-parent tables (`campaign_messages`, ...) read each parent's windows from that parent's own `created`
+(:func:`parent_windows`), not from the history start.
+
+Deliveries older than the lookback whose metrics changed since the previous run (late opens, clicks,
+conversions) are found in the activity log and re-read (:mod:`customerio_source.late_engagement`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,6 +30,7 @@ from .arrow_pages import TIMESTAMP, PageDecoder, batched_tables
 from .catalogue import TableSpec
 from .context import EPOCH, RunContext, Spawn, interleave
 from .errors import NotFoundError
+from .late_engagement import LateEngagement, resource_state
 from .resources import merge_resource
 from .transform import arrow_load_id_column, to_datetime
 
@@ -40,6 +46,9 @@ for _helper in ("dlt.common.libs.pyarrow", "dlt.common.libs.pandas"):
 WINDOW = timedelta(days=180)  # the API truncates ranges over six months
 OPEN_END_MARGIN = timedelta(days=1)  # an open newest window spans [now + margin - 180 days, server's now]
 SENDING_PARENTS = ("campaigns", "broadcasts", "newsletters", "transactional_messages")
+# Assumption (the spec is silent): no delivery is created before the message that sends it; a parent's
+# windows start this much before its `created` all the same, for clocks that disagree by seconds.
+PARENT_MARGIN = timedelta(hours=1)
 
 
 def windows(
@@ -69,13 +78,32 @@ def window_params(lower: datetime, upper: datetime | None) -> dict[str, int]:
 
 def earliest_send_time(ctx: RunContext) -> datetime | None:
     """The oldest `created` among everything that sends deliveries (a safe lower bound for history)."""
-    oldest: datetime | None = None
-    for table in SENDING_PARENTS:
-        for row in ctx.list_rows(table):
-            value = to_datetime(row.get("created") or row.get("created_at"))
-            if isinstance(value, datetime) and (oldest is None or value < oldest):
-                oldest = value
-    return oldest
+    created = [parent_created(row) for table in SENDING_PARENTS for row in ctx.list_rows(table)]
+    return min((value for value in created if value is not None), default=None)
+
+
+def parent_created(parent: dict[str, Any]) -> datetime | None:
+    """When a campaign, broadcast, newsletter (`created`) or transactional message (`created_at`) was made."""
+    value = to_datetime(parent.get("created") or parent.get("created_at"))
+    return value if isinstance(value, datetime) else None
+
+
+def parent_windows(
+    parent: dict[str, Any], start: datetime, end: datetime | None, now: datetime | None = None
+) -> list[tuple[datetime, datetime | None]]:
+    """The `created` windows a per-parent delivery table reads for one parent, newest first.
+
+    [start, end) narrowed to begin at the parent's creation (less :data:`PARENT_MARGIN`), then cut into
+    windows of at most 180 days (:func:`windows`); [] when the parent was created after ``end``. One request
+    per window at least, more when a window holds over 1000 deliveries: the request planner calls this to
+    predict a run's requests (``now`` fixes the open newest window's reference, as in :func:`windows`).
+    """
+    created = parent_created(parent)
+    if created is not None:
+        start = max(start, created - PARENT_MARGIN)
+    if end is not None and start >= end:
+        return []
+    return list(windows(start, end, now=now))
 
 
 def delivery_range(ctx: RunContext, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime | None]:
@@ -133,14 +161,19 @@ SPLIT_MIN_PAGES = 4
 
 
 def read_windows(
-    ctx: RunContext, spec: TableSpec, path: str, start: datetime, end: datetime | None
+    ctx: RunContext,
+    spec: TableSpec,
+    path: str,
+    start: datetime,
+    end: datetime | None,
+    spans: list[tuple[datetime, datetime | None]] | None = None,
 ) -> Iterator[pa.Table]:
     """Every delivery created in [start, end) under ``path``, as Arrow tables.
 
-    Windows of at most 180 days are read concurrently. A window whose first page shows that many pages
-    remain is split: the rest of its range is cut into pieces read in parallel (each piece costs at most one
-    partial page more than reading on with one cursor), so small reads stay at the request floor and big
-    ones use the whole request budget.
+    Windows of at most 180 days (or the given ``spans``) are read concurrently. A window whose first page
+    shows that many pages remain is split: the rest of its range is cut into pieces read in parallel (each
+    piece costs at most one partial page more than reading on with one cursor), so small reads stay at the
+    request floor and big ones use the whole request budget.
     """
     page_size = spec.page_size or 1000
     decoder = PageDecoder(spec.envelope, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
@@ -173,7 +206,7 @@ def read_windows(
 
         return pages
 
-    jobs = [job(lower, upper, True) for lower, upper in windows(start, end)]
+    jobs = [job(lower, upper, True) for lower, upper in (spans if spans is not None else windows(start, end))]
     yield from batched_tables(interleave(jobs, ctx.concurrency))
 
 
@@ -224,19 +257,57 @@ def created_cursor(ctx: RunContext) -> dlt.sources.incremental[datetime]:
     )
 
 
+def catch_up(
+    ctx: RunContext, spec: TableSpec, created: dlt.sources.incremental[datetime]
+) -> tuple[datetime, datetime | None, Callable[[], Iterator[pa.Table]]]:
+    """The `created` range this run reads, and its late-engagement re-reads (a generator function).
+
+    Call before the resource yields anything: rows re-read for late engagement are older than the cursor's
+    start, so dlt's incremental filter is lowered to them through its public `start_value`.
+    """
+    incremental = created.start_value is not None and created.start_value > EPOCH
+    late = LateEngagement(ctx, spec, resource_state(spec.name), incremental)
+    start, end = delivery_range(ctx, created.start_value, created.end_value)
+    start = late.start(start)
+    plan = late.plan(start)
+    lowest = min(start, plan.oldest or start)
+    if incremental and (plan.fetch or lowest < created.start_value):
+        created.start_value = EPOCH if plan.fetch else lowest
+
+    def rereads() -> Iterator[pa.Table]:
+        for path, spans in plan.spans.items():
+            try:
+                yield from read_windows(ctx, spec, path, start, None, spans=spans)
+            except NotFoundError:
+                continue  # the parent was deleted: its deliveries are no longer listed under it
+        if plan.fetch:
+            decoder = PageDecoder(spec.envelope, DELIVERY_SCHEMA, DELIVERY_NESTED, required=spec.primary_key)
+            yield from batched_tables(late.fetched(plan.fetch, decoder))
+
+    return start, end, rereads
+
+
 def deliveries_resource(ctx: RunContext, spec: TableSpec) -> DltResource:
     def rows(created: dlt.sources.incremental[datetime] = created_cursor(ctx)) -> Iterator[pa.Table]:
-        start, end = delivery_range(ctx, created.start_value, created.end_value)
-        if end is not None and start >= end:
-            return
-        if spec.parent is None:
-            yield from read_windows(ctx, spec, spec.path, start, end)
-            return
-        for parent in ctx.list_rows(spec.parent):
-            try:
-                yield from read_windows(ctx, spec, ctx.child_path(spec, parent), start, end)
-            except NotFoundError:
-                continue  # the parent was deleted during the run
+        start, end, rereads = catch_up(ctx, spec, created)
+        if end is None or start < end:
+            yield from read_pages_of(ctx, spec, start, end)
+        yield from rereads()
 
     # no other column hints: the Arrow schema types every column
     return merge_resource(rows, spec, columns=arrow_load_id_column())
+
+
+def read_pages_of(ctx: RunContext, spec: TableSpec, start: datetime, end: datetime | None) -> Iterator[pa.Table]:
+    """Every delivery of the table created in [start, end): one path, or each parent's from its creation."""
+    if spec.parent is None:
+        yield from read_windows(ctx, spec, spec.path, start, end)
+        return
+    for parent in ctx.list_rows(spec.parent):
+        spans = parent_windows(parent, start, end)
+        if not spans:
+            continue
+        try:
+            yield from read_windows(ctx, spec, ctx.child_path(spec, parent), start, end, spans=spans)
+        except NotFoundError:
+            continue  # the parent was deleted during the run

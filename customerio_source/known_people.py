@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import dlt
 import numpy as np
 
+from .context import DESTINATION_LOCK
+
 logger = logging.getLogger("customerio_source")
 
 TABLE = "customer_attributes"
@@ -65,7 +67,7 @@ def known_in_destination() -> KnownPeople | None:
     )
     for sql in queries:
         try:
-            with pipeline.sql_client() as client:
+            with DESTINATION_LOCK, pipeline.sql_client() as client:
                 qualified = client.make_qualified_table_name(TABLE)
                 hashes: list[np.ndarray] = []
                 with client.execute_query(sql.format(table=qualified)) as cursor:

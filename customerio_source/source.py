@@ -45,6 +45,8 @@ def customerio_source(
     attributes_refresh: str = "changed",
     attributes_full_refresh_days: float = 7.0,
     bulk: str = "api",
+    messages_deep_reread_days: float = 7.0,
+    messages_deep_lookback_days: float = 30.0,
     request_stats: RequestStats | None = None,
 ) -> Iterable[DltResource]:
     """Customer.io App API tables.
@@ -70,6 +72,9 @@ def customerio_source(
         attributes_full_refresh_days: in `changed` mode, re-read everyone at least this often.
         bulk: `api` (paging), `exports` (customer_attributes and deliveries through the exports API), or
             `auto` (exports above a size where they are cheaper; see bulk.py).
+        messages_deep_reread_days / messages_deep_lookback_days: delivery tables re-read the last
+            `messages_deep_lookback_days` at least every `messages_deep_reread_days` (the safety net behind
+            the activity log's late engagement; see late_engagement.py).
         request_stats: counters the run's client fills (requests by table, retries, 429s, the limiter's
             rate), for a caller that shows progress or reports cost; the CLI passes one.
     """
@@ -109,6 +114,8 @@ def customerio_source(
         concurrency=concurrency,
         attributes_refresh=attributes_refresh,
         attributes_full_refresh_days=attributes_full_refresh_days,
+        messages_deep_reread_days=messages_deep_reread_days,
+        messages_deep_lookback_days=messages_deep_lookback_days,
     )
     resources = list(build_resources(ctx, list(selected), bulk))
     for resource in resources:

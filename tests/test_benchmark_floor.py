@@ -112,8 +112,12 @@ def test_incremental_floor_after_a_change_step(ws: Workspace) -> None:
     since = watermarks.messages - 3 * DAY
     expected = sum(1 for i in range(len(ws.d_created)) if ws.d_created[i] >= since and not ws.is_draft(i))
     assert floors["messages"].rows == expected
-    assert floors["messages"].requests == max(1, math.ceil(expected / 1000))
-    assert floors["messages"].requests < full_now["messages"].requests
+    # + late engagement: one activity-log scan, and at most one window per stale engaged delivery
+    late = {i for i in ws.last_changes["late_metrics"] + ws.last_changes["late_engagement"] if ws.d_created[i] < since}
+    scan = math.ceil((floors["activities"].rows + 1) / 100)
+    extra = floors["messages"].requests - max(1, math.ceil(expected / 1000))
+    assert late and scan + 1 <= extra <= scan + len(late), (extra, scan, len(late))
+    assert f"{len(late)} stale deliveries engaged" in floors["messages"].rule
     # activities: only those newer than the watermark, which the change step added
     new = [j for j in ws.last_changes["new_activities"] if ws.activity_visible(j, False)]
     assert floors["activities"].rows >= len(new) > 0
@@ -125,3 +129,25 @@ def test_incremental_floor_after_a_change_step(ws: Workspace) -> None:
     for table in ("campaigns", "campaign_actions", "segment_memberships", "customers", "campaign_metrics"):
         assert floors[table] == full_now[table]
     assert total(floors) < total(full_now)
+
+
+def test_per_parent_delivery_floors_start_at_each_parents_creation(ws: Workspace) -> None:
+    """Issue 14: one window per parent created within the last 180 days, not every window of the history."""
+    from benchmarks.floor import PARENT_DELIVERIES, history_start
+
+    for table in PARENT_DELIVERIES:
+        floor = table_floor(ws, table)
+        assert floor is not None and floor.rows == expected_count(ws, table), table
+    newsletters = table_floor(ws, "newsletter_messages")
+    start = history_start(ws)
+    reference = ws.now + DAY
+    expected = sum(
+        math.ceil((reference - max(start, n["created"] - 3600)) / (180 * DAY)) for n in ws.newsletters()
+    )  # tiny: a few hundred deliveries, so one request per window
+    assert newsletters.requests == expected < len(ws.newsletters()) * math.ceil((reference - start) / (180 * DAY))
+    watermarks = capture_watermarks(ws)
+    ws.advance()
+    incremental = incremental_floors(ws, watermarks, list(PARENT_DELIVERIES), lookback_days=3)
+    # incremental: one window per live parent (each was created before the lookback), plus late engagement
+    campaigns = incremental["campaign_messages"]
+    assert campaigns.requests >= len(ws.campaigns()) and "late engagement" in campaigns.rule

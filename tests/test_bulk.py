@@ -329,3 +329,80 @@ def test_auto_exports_attributes_decided_when_the_run_extracts(tiny_server: Any,
         got = {r[0] for r in con.execute("SELECT cio_id FROM auto.customer_attributes").fetchall()}
         dupes = con.execute("SELECT COUNT(*) - COUNT(DISTINCT cio_id) FROM auto.customer_attributes").fetchone()[0]
     assert got == expected and dupes == 0
+
+
+# -- export layouts not seen before (issue 14) -------------------------------------------------------------
+MATCHED = (
+    "id, created, type, customer_id, NULLIF(recipient, ''), NULLIF(subject, ''), campaign_id, action_id, "
+    "newsletter_id, content_id, transactional_message_id, failure_message, forgotten, metrics__sent, "
+    "metrics__delivered, metrics__opened, metrics__clicked, metrics__bounced, metrics__failed, "
+    "customer_identifiers__id, customer_identifiers__email, customer_identifiers__cio_id"
+)
+LAYOUTS = {
+    "csv-plain": dict(gzip=False),
+    "jsonl-gzip": dict(format="jsonl"),
+    "jsonl-plain": dict(format="jsonl", gzip=False),
+    "warehouse-csv-gzip-shuffled": dict(names="warehouse", shuffle=True),
+    "warehouse-jsonl-plain-shuffled": dict(names="warehouse", format="jsonl", gzip=False, shuffle=True),
+}
+
+
+@pytest.fixture()
+def layout(tiny_server: Any) -> Iterator[Any]:
+    from customerio_source.simulator.exports import DEFAULT_LAYOUT
+
+    yield tiny_server.exports
+    tiny_server.exports.layout = DEFAULT_LAYOUT
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_every_export_layout_loads_the_api_paths_rows(name: str, loaded: str, layout: Any, tmp_path: Any) -> None:
+    from customerio_source.simulator.exports import ExportLayout
+
+    layout.layout = ExportLayout(**LAYOUTS[name])
+    dataset = "bulk_" + name.replace("-", "_")
+    resource = bulk.bulk_deliveries_resource(make_ctx(layout.server.base_url), CATALOGUE["campaign_messages"], FAST)
+    run(loaded, dataset, [resource], tmp_path)
+    exported = set(query(loaded, f"SELECT {MATCHED} FROM {dataset}.campaign_messages"))
+    api = {row for row in query(loaded, f"SELECT {MATCHED} FROM api.messages") if row[6] is not None}
+    assert exported == api and len(exported) > 10
+    columns = {r[0] for r in query(loaded, "SELECT column_name FROM information_schema.columns "
+                                           f"WHERE table_schema = '{dataset}' AND table_name = 'campaign_messages'")}
+    if name.startswith("warehouse"):  # unknown columns are kept; aliases are not left behind as columns
+        assert {"workspace_id", "template_version"} <= columns
+        assert not columns & {"delivery_id", "created_at", "internal_customer_id", "delivery_type", "opened_at"}
+
+
+@pytest.mark.parametrize(("dropped", "missing"), [("id", "'id'"), ("created", "'created'")])
+def test_an_unmappable_export_file_stops_the_run_before_anything_loads(
+    dropped: str, missing: str, tiny_server: Any, layout: Any, tmp_path: Any
+) -> None:
+    from customerio_source.simulator.exports import ExportLayout
+
+    layout.layout = ExportLayout(names="warehouse", drop=(dropped,))
+    db = str(tmp_path / "w.duckdb")
+    resource = bulk.bulk_deliveries_resource(make_ctx(tiny_server.base_url), CATALOGUE["campaign_messages"], FAST)
+    with pytest.raises(Exception) as error:
+        run(db, "bulk", [resource], tmp_path)
+    cause = root_cause(error.value)
+    assert isinstance(cause, bulk.ExportLayoutError) and isinstance(cause, ConfigError)  # exit code 2
+    line = str(cause)
+    assert "\n" not in line and missing in line and ".csv.gz, record 1:" in line, line
+    assert line.startswith("export ") and "file export_" in line
+    with duckdb.connect(db) as con:  # nothing was loaded
+        tables = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'bulk'").fetchall()
+    assert ("campaign_messages",) not in tables
+
+
+def test_warehouse_schema_aliases_parse() -> None:
+    record = {"delivery_id": "d9", "created_at": "2023-11-14T22:13:20Z", "internal_customer_id": "c9",
+              "customer_id": "u9", "delivery_type": "email", "opened_at": "1700000100", "workspace_id": "1"}
+    bulk.require_delivery_columns(record, "f")
+    row = bulk.delivery_row(record)
+    assert row["id"] == "d9" and row["created"] == 1700000000 and row["type"] == "email"
+    assert row["customer_identifiers"] == {"cio_id": "c9", "id": "u9"} and row["customer_id"] == "u9"
+    assert row["metrics"] == {"opened": 1700000100} and row["workspace_id"] == "1"
+    with pytest.raises(bulk.ExportLayoutError, match=r"^f: no 'id' column \(looked for id, delivery_id\)"):
+        bulk.require_delivery_columns({"created": 1}, "f")
+    with pytest.raises(bulk.ExportLayoutError, match="'created' is not a timestamp"):
+        bulk.require_delivery_columns({"id": "d", "created": "soon"}, "f")

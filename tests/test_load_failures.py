@@ -13,6 +13,7 @@ import dlt
 import duckdb
 import pyarrow as pa
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from customerio_source import runner
 from customerio_source.errors import LoadFailed
@@ -201,3 +202,44 @@ def test_the_duckdb_cap_is_sized_from_the_machine(monkeypatch):
     assert runner.duckdb_settings(1, memory_mb=64)["threads"] == 1  # a thread per 64 MB of the cap
     assert runner.duckdb_settings(1, memory_mb=256)["threads"] == 4
     assert runner.duckdb_settings(1, memory_mb=12_000)["threads"] == 8  # at most one per core
+
+
+def test_a_wrapped_arrow_error_is_the_line(tmp_path):
+    """A real pyarrow error raised while extracting, behind dlt's wrappers, is what the line says."""
+    from customerio_source.cli import failure_report
+
+    @dlt.resource(name="messages")
+    def messages():
+        yield pa.table({"id": ["d1"]})
+        yield pa.table({"id": pa.array(["not a number"]).cast(pa.int64())})
+
+    pipeline = dlt.pipeline("arrow_failure", pipelines_dir=str(tmp_path / "p"),
+                            destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")), dataset_name="d")
+    with pytest.raises(Exception) as failure:
+        pipeline.run(messages())
+    assert isinstance(failure.value, PipelineStepFailed)
+    line, code = failure_report(failure.value, [])
+    assert line == "extract step of messages failed: Failed to parse string: 'not a number' as a scalar of type int64"
+    assert code == 1
+
+
+def test_a_wrapped_http_error_is_the_line(tmp_path):
+    """An HTTP failure inside a resource (the API kept answering 503) is named with its endpoint and status."""
+    from customerio_source import customerio_source
+    from customerio_source.cli import failure_report
+
+    from .scripted_server import ScriptedServer
+
+    def handler(method, path, query, body):
+        return 503, {}, {"errors": [{"detail": "maintenance", "status": "503"}]}
+
+    with ScriptedServer(handler) as server:
+        source = customerio_source(api_key=API_KEY, base_url=server.base_url, tables="campaigns", rate_limit=0,
+                                   max_attempts=1)
+        pipeline = dlt.pipeline("http_failure", pipelines_dir=str(tmp_path / "p"),
+                                destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb")), dataset_name="d")
+        with pytest.raises(Exception) as failure:
+            runner.load(pipeline, source)
+    line, code = failure_report(failure.value, [])
+    assert "\n" not in line and "GET /v1/campaigns" in line and "503" in line, line
+    assert code == 1

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from .workspace import Workspace
 
 PLANS = ["free", "starter", "pro", "team", "enterprise"]
+# late engagement lands on deliveries of these ages (days): days, weeks and months old
+LATE_AGES = ((4, 10), (14, 35), (60, 170))
+OPENED_KIND, CLICKED_KIND, CONVERTED_KIND = 2, 3, 7  # indices in workspace.ACT_KINDS
 
 
 def _pick(rng: random.Random, items: list, k: int = 1) -> list:
@@ -34,7 +37,7 @@ def apply_change_step(ws: Workspace) -> None:
         "updated_campaigns", "updated_broadcasts", "updated_newsletters", "new_actions", "edited_contents",
         "new_campaigns", "new_people", "new_deliveries", "new_activities", "new_segment_members",
         "deleted_broadcasts", "deleted_segments", "deleted_people", "late_metrics", "attribute_changes",
-        "changed_snippets")}
+        "changed_snippets", "late_engagement")}
 
     def ts() -> int:
         return rng.randint(lo + 1, new)
@@ -60,11 +63,13 @@ def apply_change_step(ws: Workspace) -> None:
         ch["new_actions"].append(act["id"])
     for cid in _pick(rng, list(cat.contents)):
         content = cat.contents[cid]
+        ws.subject_edits.setdefault(cid, []).append((new, content["subject"]))  # sent deliveries keep theirs
         content["subject"] = f"{content['subject'].split(' (edit')[0]} (edit {ws.step})"
         content["deduplicate_id"] = f"{cid}:{new}"
         ch["edited_contents"].append(cid)
     # inserts
-    camp = new_campaign(cat, rng, new, ws.live_segments())
+    # created at the start of the step's span: its deliveries below are never older than it
+    camp = new_campaign(cat, rng, lo, ws.live_segments())
     ch["new_campaigns"].append(camp["id"])
     for _ in range(max(1, ws._n0 // 200)):
         i = ws.n_people
@@ -119,20 +124,41 @@ def apply_change_step(ws: Workspace) -> None:
         if ws.alive(p) and p not in ch["new_people"]:
             ws.deleted_people[p] = ws.step
             ch["deleted_people"].append(p)
-    # late metrics: opened/clicked land on deliveries created 1–2 days before now
+    # late metrics: opened/clicked land on deliveries created 1–2 days before now (with activities, below)
     a, b = bisect_left(ws.d_created, new - 2 * DAY), bisect_right(ws.d_created, new - DAY)
     if b - a < 5:  # big jump in time (old anchor): use the newest deliveries from before the old now
         b = bisect_right(ws.d_created, old)
         a = max(0, b - 50)
     cands = [i for i in range(a, b) if not ws.is_draft(i) and "opened" not in ws.delivery_metrics(i)
+             and ws.alive(ws.d_person[i])  # a deleted person engages no more
              and "sent" in ws.delivery_metrics(i) and ws.delivery_channel(i) in ("email", "push", "in_app")]
+    events: list[tuple[int, int, int]] = []  # (timestamp, activity kind, delivery) of every late metric
     for i in _pick(rng, cands, max(2, ws.sc.deliveries // 2000)):
         opened = max(ts(), ws.d_created[i] + 1)
         ov = {"opened": opened}
+        events.append((opened, OPENED_KIND, i))
         if rng.random() < 0.5:
             ov["clicked"] = min(new, opened + rng.randint(1, 300))
+            events.append((ov["clicked"], CLICKED_KIND, i))
         ws._metric_overlay[i] = ov
         ch["late_metrics"].append(i)
+    # late engagement on deliveries days, weeks and months old
+    for youngest, oldest in LATE_AGES:
+        a, b = bisect_left(ws.d_created, new - oldest * DAY), bisect_right(ws.d_created, new - youngest * DAY)
+        for i in _late_candidates(ws, rng, a, b, max(2, ws.sc.deliveries // 4000)):
+            opened = max(ts(), ws.d_created[i] + 1)
+            ov = {"opened": opened}
+            events.append((opened, OPENED_KIND, i))
+            if rng.random() < 0.5:
+                ov["clicked"] = min(new, opened + rng.randint(1, 300))
+                events.append((ov["clicked"], CLICKED_KIND, i))
+                if rng.random() < 0.3:
+                    ov["converted"] = min(new, ov["clicked"] + rng.randint(1, 600))
+                    events.append((ov["converted"], CONVERTED_KIND, i))
+            ws._metric_overlay[i] = ov
+            ch["late_engagement"].append(i)
+    for t, kind, i in sorted(events):  # the matching activities
+        _add_activity(ws, t, kind, i, ws.d_person[i])
     # attribute changes (+ matching attribute_change activities)
     for _ in range(max(2, ws._n0 // 100)):
         p = rng.randrange(ws.n_people)
@@ -145,6 +171,8 @@ def apply_change_step(ws: Workspace) -> None:
         if rng.random() < 0.3 and before.get("email"):
             local, dom = before["email"].split("@")
             change["email"] = f"{local.split('.v')[0]}.v{ws.step}@{dom}"
+        if "email" in change:  # deliveries sent before keep the address they were sent to
+            ws.email_edits.setdefault(p, []).append((t, ws.identifiers(p)["email"]))
         ws._attr_overlay.setdefault(p, {}).update(change)
         ws._ts_overlay.setdefault(p, {}).update(dict.fromkeys(change, t))
         for attr, val in change.items():
@@ -160,6 +188,25 @@ def apply_change_step(ws: Workspace) -> None:
     ws._ident_cache.clear()
     ws._delivery_json.clear()
     ws.last_changes = ch
+
+
+def _late_candidates(ws: Workspace, rng: random.Random, a: int, b: int, k: int) -> list[int]:
+    """Up to ``k`` sent, unopened, openable deliveries of live people among indices [a, b), at random."""
+    picked: list[int] = []
+    if b <= a:
+        return picked
+    for _ in range(k * 20):
+        i = rng.randrange(a, b)
+        if i in picked or i in ws._metric_overlay or ws.is_draft(i) or not ws.alive(ws.d_person[i]):
+            continue
+        if ws.delivery_channel(i) not in ("email", "push", "in_app"):
+            continue
+        metrics = ws.delivery_metrics(i)
+        if "sent" in metrics and "opened" not in metrics:
+            picked.append(i)
+            if len(picked) == k:
+                break
+    return picked
 
 
 def _add_activity(ws: Workspace, t: int, kind: int, ref: int, person: int) -> int:

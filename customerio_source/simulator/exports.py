@@ -4,17 +4,25 @@ The real file format is not in the spec. Assumption: a gzip-compressed CSV with 
 (customers: ``id,email,cio_id`` + requested attributes; deliveries: the delivery fields flattened, one
 column per metric). The file URL needs no auth and expires after ``export_url_ttl`` seconds (403 then,
 like an expired S3 pre-signed URL).
+
+Other layouts are selectable (``server.exports.layout = ExportLayout(...)``): CSV or JSON lines, gzip or
+plain, the column names of Customer.io's warehouse export schema (``delivery_id``, ``internal_customer_id``,
+``created_at``, ``delivery_type``, ``<metric>_at``) in a shuffled order with extra columns it adds, and
+columns left out (a file no parser can map).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import random
 import secrets
 import threading
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .server import ApiError, Stream
@@ -36,6 +44,31 @@ MISSING_XML = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey<
                b"<Message>The specified key does not exist.</Message></Error>")
 
 
+# deliveries' column names in Customer.io's warehouse export schema (the rest keep their names)
+WAREHOUSE_NAMES = {"id": "delivery_id", "cio_id": "internal_customer_id", "created": "created_at",
+                   "type": "delivery_type", **{m: f"{m}_at" for m in METRIC_COLUMNS}}
+WAREHOUSE_EXTRA = {"workspace_id": 1, "template_version": "v3"}  # columns the connector does not know
+
+
+@dataclass(frozen=True)
+class ExportLayout:
+    """How export files are written: ``names`` `api` or `warehouse`, ``format`` `csv` or `jsonl`, gzip or
+    plain, delivery columns in a shuffled order or not, and delivery columns left out (by API name)."""
+
+    names: str = "api"
+    format: str = "csv"
+    gzip: bool = True
+    shuffle: bool = False
+    drop: tuple[str, ...] = ()
+
+    @property
+    def suffix(self) -> str:
+        return f".{self.format}" + (".gz" if self.gzip else "")
+
+
+DEFAULT_LAYOUT = ExportLayout()
+
+
 class ExportStore:
     """Server-side export jobs; export records live in the workspace catalog so lists include them."""
 
@@ -44,6 +77,7 @@ class ExportStore:
         self._jobs: dict[int, dict[str, Any]] = {}
         self._files: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
+        self.layout = DEFAULT_LAYOUT
 
     # ------------------------------------------------------------ API side
     def _create(self, kind: str, spec: dict, description: str) -> dict:
@@ -129,23 +163,56 @@ class ExportStore:
         eid, expires = entry
         if time.monotonic() > expires:
             return 403, EXPIRED_XML
-        return Stream(200, "application/gzip", self._gzip(eid),
-                      {"Content-Disposition": f'attachment; filename="export_{eid}.csv.gz"'})
+        layout = self.layout
+        kind = "application/gzip" if layout.gzip else "text/csv" if layout.format == "csv" else "application/x-ndjson"
+        return Stream(200, kind, self._file(eid, layout),
+                      {"Content-Disposition": f'attachment; filename="export_{eid}{layout.suffix}"'})
 
-    def _gzip(self, eid: int) -> Iterator[bytes]:
-        comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+    def _file(self, eid: int, layout: ExportLayout) -> Iterator[bytes]:
+        comp = zlib.compressobj(6, zlib.DEFLATED, 31) if layout.gzip else None
         buf = io.StringIO()
         w = csv.writer(buf)
         n = 0
-        for row in self._rows(eid, header=True):
-            w.writerow(row)
+        header: list[str] = []
+        for row in self._laid_out(eid, layout):
+            if layout.format == "jsonl":
+                if not header:
+                    header = list(row)
+                    continue
+                buf.write(json.dumps({k: v for k, v in zip(header, row, strict=True) if v != ""}) + "\n")
+            else:
+                w.writerow(row)
             n += 1
             if n % 2000 == 0:
-                yield comp.compress(buf.getvalue().encode())
+                yield comp.compress(buf.getvalue().encode()) if comp else buf.getvalue().encode()
                 buf.seek(0)
                 buf.truncate()
-        yield comp.compress(buf.getvalue().encode())
-        yield comp.flush()
+        yield comp.compress(buf.getvalue().encode()) if comp else buf.getvalue().encode()
+        if comp:
+            yield comp.flush()
+
+    def _laid_out(self, eid: int, layout: ExportLayout) -> Iterator[list]:
+        """The export's rows (header first) with the layout's names, order and dropped columns."""
+        rows = self._rows(eid, header=True)
+        header = next(rows, None)
+        if header is None:
+            return
+        deliveries = self.server.ws.cat.exports[eid]["type"] != "customers"
+        if not deliveries or layout == DEFAULT_LAYOUT:
+            yield header
+            yield from rows
+            return
+        keep = [i for i, name in enumerate(header) if name not in layout.drop]
+        names = [WAREHOUSE_NAMES.get(header[i], header[i]) if layout.names == "warehouse" else header[i]
+                 for i in keep]
+        extra = list(WAREHOUSE_EXTRA) if layout.names == "warehouse" else []
+        order = list(range(len(names) + len(extra)))
+        if layout.shuffle:
+            random.Random(eid).shuffle(order)
+        yield [(names + extra)[i] for i in order]
+        for row in rows:
+            values = [row[i] for i in keep] + [WAREHOUSE_EXTRA[k] for k in extra]
+            yield [values[i] for i in order]
 
     def _rows(self, eid: int, header: bool) -> Iterator[list]:
         job = self._jobs.get(eid)

@@ -13,6 +13,7 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 
@@ -32,7 +33,7 @@ PAGES = ["https://example.com/pricing", "https://example.com/docs", "https://exa
          "https://example.com/", "https://example.com/settings"]
 # activity kinds: (verb or type, delivery-linked?)
 ACT_KINDS = [("sent", True), ("delivered", True), ("opened", True), ("clicked", True), ("event", False),
-             ("page", False), ("attribute_change", False)]
+             ("page", False), ("attribute_change", False), ("converted", True)]  # converted: change steps only
 ACT_WEIGHTS = [22, 12, 16, 6, 24, 12, 8]
 CHANNEL_ACTIVITY = {"email": "email", "push": "push", "in_app": "in_app", "twilio": "twilio",
                     "webhook": "webhook", "slack": "slack"}
@@ -93,6 +94,9 @@ class Workspace:
         self._seg_cache: dict[int, tuple[int, array]] = {}
         self._change_gen = 0  # bumped on every mutation that can change segment membership
         self._metric_overlay: dict[int, dict[str, int]] = {}
+        # a delivery keeps the subject and address it was sent with: (edit time, value before it), oldest first
+        self.subject_edits: dict[int, list[tuple[int, str]]] = {}
+        self.email_edits: dict[int, list[tuple[int, str | None]]] = {}
         self._build_deliveries()
         self._build_activities()
         self._build_relationships()
@@ -364,15 +368,17 @@ class Workspace:
         metrics = self.delivery_metrics(i, h, ch)
         last = max(metrics.values()) if metrics else created
         ident = self.identifiers(p)
+        if p in self.email_edits:
+            ident = {**ident, "email": _as_of(self.email_edits[p], created, ident["email"])}
         if ch == "email":
             recipient = ident["email"] or ""
-            subject = self._subject(kind, child, parent)
+            subject = self._subject(kind, child, parent, created)
         elif ch == "twilio":
             recipient, subject = self.persons.phone(p), ""
         elif ch == "webhook":
             recipient, subject = f"https://hooks.example.com/{child}", ""
         else:
-            recipient, subject = ident["id"] or ident["cio_id"], self._subject(kind, child, parent)
+            recipient, subject = ident["id"] or ident["cio_id"], self._subject(kind, child, parent, created)
         failure = None
         if "failed" in metrics:
             failure = "Liquid error: undefined variable customer.plan"
@@ -416,12 +422,14 @@ class Workspace:
             self.delivery_json(i)
         return len(self.d_created)
 
-    def _subject(self, kind: int, child: int | None, parent: int) -> str:
+    def _subject(self, kind: int, child: int | None, parent: int, created: int | None = None) -> str:
         cat = self.cat
         if kind in (KIND_CAMPAIGN, KIND_BROADCAST):
             return cat.actions[child]["subject"]  # type: ignore[index]
         if kind == KIND_NEWSLETTER:
-            return cat.contents[child]["subject"]  # type: ignore[index]
+            current = cat.contents[child]["subject"]  # type: ignore[index]
+            edits = self.subject_edits.get(child)  # type: ignore[arg-type]
+            return _as_of(edits, created, current) if edits and created is not None else current
         return f"Your {cat.transactional[parent]['name']}"
 
     def message_window(self, start_ts: int | None, end_ts: int | None) -> tuple[int, int]:
@@ -663,3 +671,11 @@ class Workspace:
 
     def segments(self) -> list[dict]:
         return [self.cat.segments[s] for s in self.live_segments()]
+
+
+def _as_of(edits: list[tuple[int, Any]], t: int, current: Any) -> Any:
+    """The value at time ``t`` given (edit time, value before the edit) pairs, oldest first."""
+    for edited, before in edits:
+        if t < edited:
+            return before
+    return current
