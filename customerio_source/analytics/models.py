@@ -121,8 +121,10 @@ def _rates(d: Dialect, table: str = "", suffix: str = "") -> list[str]:
     ]
 
 
-def _source_type(d: Dialect) -> str:
-    whens = " ".join(f"WHEN {d.q(column)} IS NOT NULL THEN '{kind}'" for kind, column, *_ in SOURCE_TYPES)
+def _source_type(d: Dialect, have: set[str]) -> str:
+    whens = " ".join(
+        f"WHEN {d.q(column)} IS NOT NULL THEN '{kind}'" for kind, column, *_ in SOURCE_TYPES if column in have
+    )
     return f"CASE {whens} ELSE 'other' END"
 
 
@@ -131,7 +133,7 @@ def engagement_daily_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, s
     have = columns["messages"]
     source_columns = [column for _, column, *_ in SOURCE_TYPES if column in have]
     source_id = f"COALESCE({', '.join(d.q(c) for c in source_columns)})" if source_columns else "CAST(NULL AS BIGINT)"
-    source_type = _source_type(d) if source_columns else "'other'"
+    source_type = _source_type(d, have) if source_columns else "'other'"
     counts = []
     for count in COUNTS:
         column = f"metrics__{count.metric}"
@@ -245,24 +247,28 @@ def reconciliation_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, set
     if not series:
         return None
     keys = f"e.{d.q('source_type')} = s.{d.q('source_type')} AND e.{d.q('source_id')} = s.{d.q('source_id')}"
-    counted = (
-        f"SELECT s.{d.q('source_type')}, s.{d.q('source_id')}, "
-        + ", ".join(f"SUM(e.{d.q(c)}) AS {d.q(c)}" for c in RECONCILED)
-        + f" FROM ({' UNION ALL '.join(series)}) AS s JOIN {qualify(ENGAGEMENT_DAILY)} AS e ON {keys} "
-        f"AND e.{d.q('day')} >= s.{d.q('window_start')} AND e.{d.q('day')} < s.{d.q('window_end')} GROUP BY 1, 2"
+    group = [f"s.{d.q(c)}" for c in ("source_type", "source_id", "window_start", "window_end")]
+    # one pass: each metrics series joined with the days of engagement_daily inside its window
+    joined = (
+        f"SELECT {', '.join(group)}, "
+        + ", ".join(f"MAX(s.{d.q(c)}) AS {d.q('metrics_' + c)}, SUM(e.{d.q(c)}) AS {d.q('messages_' + c)}"
+                    for c in RECONCILED)
+        + f" FROM ({' UNION ALL '.join(series)}) AS s LEFT JOIN {qualify(ENGAGEMENT_DAILY)} AS e ON {keys} "
+        f"AND e.{d.q('day')} >= s.{d.q('window_start')} AND e.{d.q('day')} < s.{d.q('window_end')} "
+        f"GROUP BY {', '.join(group)}"
     )
-    rows = []
-    for c in RECONCILED:
-        from_messages = f"COALESCE(c.{d.q(c)}, 0)"
-        from_metrics = f"COALESCE(s.{d.q(c)}, 0)"
-        rows.append(
-            f"SELECT s.{d.q('source_type')}, s.{d.q('source_id')}, '{c}' AS {d.q('metric')}, "
-            f"s.{d.q('window_start')}, s.{d.q('window_end')}, {from_messages} AS {d.q('from_messages')}, "
-            f"{from_metrics} AS {d.q('from_metrics')}, {from_metrics} - {from_messages} AS {d.q('difference')} "
-            f"FROM ({' UNION ALL '.join(series)}) AS s LEFT JOIN ({counted}) AS c ON "
-            f"c.{d.q('source_type')} = s.{d.q('source_type')} AND c.{d.q('source_id')} = s.{d.q('source_id')}"
-        )
-    return " UNION ALL ".join(rows)
+    names = " UNION ALL ".join(f"SELECT '{c}' AS {d.q('metric')}" for c in RECONCILED)
+
+    def pick(prefix: str) -> str:
+        whens = " ".join(f"WHEN '{c}' THEN j.{d.q(prefix + c)}" for c in RECONCILED)
+        return f"COALESCE(CASE k.{d.q('metric')} {whens} END, 0)"
+
+    return (
+        f"SELECT j.{d.q('source_type')}, j.{d.q('source_id')}, k.{d.q('metric')}, j.{d.q('window_start')}, "
+        f"j.{d.q('window_end')}, {pick('messages_')} AS {d.q('from_messages')}, {pick('metrics_')} AS "
+        f"{d.q('from_metrics')}, {pick('metrics_')} - {pick('messages_')} AS {d.q('difference')} "
+        f"FROM ({joined}) AS j CROSS JOIN ({names}) AS k"
+    )
 
 
 def activity_daily_sql(d: Dialect, qualify: Qualifier, have: set[str], timezone: str) -> str:
