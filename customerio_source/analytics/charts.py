@@ -117,7 +117,8 @@ def line_chart(
         upper = " ".join(f"{x(d):.1f},{y(hi):.1f}" for d, _, hi in band.points)
         lower = " ".join(f"{x(d):.1f},{y(lo):.1f}" for d, lo, _ in reversed(band.points))
         out.append(
-            f'<polygon points="{upper} {lower}" fill="{band.color}" fill-opacity="{band.opacity}" '
+            f'<polygon data-series="{escape(band.name)}" points="{upper} {lower}" fill="{band.color}" '
+            f'fill-opacity="{band.opacity}" '
             'stroke="none"><title>' + escape(band.name) + "</title></polygon>"
         )
         legend.append((band.name, band.color, "band"))
@@ -127,7 +128,8 @@ def line_chart(
             path = " ".join(f"{'M' if j == 0 else 'L'}{x(d):.1f},{y(v):.1f}" for j, (d, v) in enumerate(line.points))
             dash = ' stroke-dasharray="5,4"' if line.dashed else ""
             out.append(
-                f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.8"{dash}>'
+                f'<path data-series="{escape(line.name)}" d="{path}" fill="none" stroke="{color}" '
+                f'stroke-width="1.8"{dash}>'
                 f"<title>{escape(line.name)}</title></path>"
             )
         legend.append((line.name, color, "dashed" if line.dashed else "line"))
@@ -178,7 +180,7 @@ def bar_chart(chart_id: str, title: str, bars: Sequence[tuple[str, float, str]],
             f'text-anchor="end">{escape(label[:26])}</text>'
         )
         out.append(
-            f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row - 10}" '
+            f'<rect data-series="{escape(label)}" x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row - 10}" '
             f'fill="{PALETTE[i % len(PALETTE)] if percent_of_first else PALETTE[0]}">'
             f"<title>{escape(tip)}</title></rect>"
         )

@@ -251,8 +251,9 @@ def reconciliation_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, set
     # one pass: each metrics series joined with the days of engagement_daily inside its window
     joined = (
         f"SELECT {', '.join(group)}, "
-        + ", ".join(f"MAX(s.{d.q(c)}) AS {d.q('metrics_' + c)}, SUM(e.{d.q(c)}) AS {d.q('messages_' + c)}"
-                    for c in RECONCILED)
+        + ", ".join(
+            f"MAX(s.{d.q(c)}) AS {d.q('metrics_' + c)}, SUM(e.{d.q(c)}) AS {d.q('messages_' + c)}" for c in RECONCILED
+        )
         + f" FROM ({' UNION ALL '.join(series)}) AS s LEFT JOIN {qualify(ENGAGEMENT_DAILY)} AS e ON {keys} "
         f"AND e.{d.q('day')} >= s.{d.q('window_start')} AND e.{d.q('day')} < s.{d.q('window_end')} "
         f"GROUP BY {', '.join(group)}"

@@ -50,14 +50,16 @@ def run_tutorial(
     settings: Settings | None = None,
     pipeline_name: str = "customerio_tutorial",
     dataset_name: str = "customerio",
+    anchor: int | None = None,
+    pipelines_dir: str | None = None,
 ) -> dlt.Pipeline:
     """Simulate, send, extract into DuckDB (``<pipeline_name>.duckdb`` here), build the models; returns
-    the pipeline (the report reads it)."""
+    the pipeline (the report reads it). ``anchor``: the workspace's "now" (unix seconds; default: now)."""
     from ..cli import destination_for
     from ..simulator import SimulatorServer, Workspace
 
     print("simulating the tutorial workspace (1,000 people, 180 days of events)...", file=sys.stderr)
-    workspace = Workspace(seed=seed, profile="tutorial")
+    workspace = Workspace(seed=seed, anchor=anchor, profile="tutorial")
     events = send_events(workspace)
     print(f"{events} events in the workspace; extracting...", file=sys.stderr)
     with SimulatorServer(workspace, api_key=DEMO_API_KEY) as server:
@@ -66,6 +68,7 @@ def run_tutorial(
         )
         pipeline = dlt.pipeline(
             pipeline_name=pipeline_name,
+            pipelines_dir=pipelines_dir,
             dataset_name=dataset_name,
             destination=destination_for("duckdb", pipeline_name, dataset_name),
         )
