@@ -13,7 +13,7 @@ import dlt
 
 from ..runner import load
 from .anomalies import Anomaly, detect
-from .definitions import ANOMALIES, FORECAST, HORIZON, OUTLIER_Z, SPIKE_K, SPIKE_WINDOW
+from .definitions import ANOMALIES, FORECAST, HORIZON, OUTLIER_Z, SERIES, SPIKE_K, SPIKE_WINDOW
 from .forecast import Forecast, forecast_all
 from .models import ModelPlan, build_models
 from .series import Series, read_series
@@ -41,6 +41,16 @@ FORECAST_COLUMNS = {
     "model": {"data_type": "text"},
     "backtest_mape": {"data_type": "double"},
     "backtest_mase": {"data_type": "double"},
+}
+
+SERIES_COLUMNS = {
+    "series": {"data_type": "text", "nullable": False},
+    "first_day": {"data_type": "date"},
+    "last_day": {"data_type": "date"},
+    "days": {"data_type": "bigint"},
+    "total": {"data_type": "double"},
+    "forecast_model": {"data_type": "text"},
+    "note": {"data_type": "text"},
 }
 
 
@@ -91,11 +101,37 @@ def forecast_rows(forecasts: list[Forecast]) -> Iterator[dict[str, Any]]:
             }
 
 
-def analytics_source(anomalies: list[Anomaly], forecasts: list[Forecast]) -> Any:
-    """The anomalies and forecasts as a dlt source of two tables, each replaced on every build."""
+def series_rows(series: list[Series], forecasts: list[Forecast], not_forecast: dict[str, str]) -> Iterator[dict]:
+    models = {f.series: f.model for f in forecasts if f.kind == "forecast"}
+    for s in series:
+        yield {
+            "series": s.name,
+            "first_day": s.start,
+            "last_day": s.day(len(s.values) - 1),
+            "days": len(s.values),
+            "total": float(s.values.sum()),
+            "forecast_model": models.get(s.name),
+            "note": not_forecast.get(s.name),
+        }
+
+
+def analytics_source(
+    anomalies: list[Anomaly],
+    forecasts: list[Forecast],
+    series: list[Series] | None = None,
+    not_forecast: dict[str, str] | None = None,
+) -> Any:
+    """The series, anomalies and forecasts as a dlt source of three tables, each replaced on every build
+    (an empty build empties them)."""
 
     @dlt.source(name=SOURCE_NAME, max_table_nesting=0)
     def customerio_analytics() -> Any:
+        yield dlt.resource(
+            list(series_rows(series or [], forecasts, not_forecast or {})),
+            name=SERIES,
+            write_disposition="replace",
+            columns=SERIES_COLUMNS,
+        )
         yield dlt.resource(
             list(anomaly_rows(anomalies)), name=ANOMALIES, write_disposition="replace", columns=ANOMALY_COLUMNS
         )
@@ -115,5 +151,5 @@ def run_analytics(pipeline: dlt.Pipeline, settings: Settings | None = None) -> B
         series, as_of = read_series(client, plan.models)
     anomalies = detect(series, settings.k, settings.window, settings.z)
     forecasts, not_forecast = forecast_all(series, settings.horizon, settings.use_statsmodels)
-    load(pipeline, analytics_source(anomalies, forecasts))
+    load(pipeline, analytics_source(anomalies, forecasts, series, not_forecast))
     return BuildResult(plan, series, as_of, anomalies, forecasts, not_forecast, time.monotonic() - started)

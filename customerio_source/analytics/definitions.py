@@ -120,6 +120,8 @@ CAMPAIGN_PERFORMANCE = "campaign_performance"
 RECONCILIATION = "campaign_metrics_reconciliation"
 ANOMALIES = "engagement_anomalies"
 FORECAST = "engagement_forecast"
+SERIES = "engagement_series"
+"""One row per daily series: its days, total, forecast model, or why it has no forecast."""
 
 SPIKE_K = 2.0
 SPIKE_WINDOW = 28

@@ -19,8 +19,8 @@ from .definitions import (
     ENGAGEMENT_WEEKLY,
     FORECAST,
     FUNNEL,
-    MIN_HISTORY,
     RECONCILIATION,
+    SERIES,
 )
 from .models import AnalyticsInputError
 from .series import _as_date
@@ -164,11 +164,15 @@ def collect(pipeline: Any) -> ReportData:
             data.skipped["metrics reconciliation"] = (
                 "no *_metrics table is loaded" if "messages" in tables else why_messages
             )
+        built = SERIES in tables  # a build writes the series table, and the two below even when empty
+        if SERIES in tables:
+            for name, note in _rows(client, f"SELECT series, note FROM {q(SERIES)} WHERE note IS NOT NULL"):
+                data.not_forecast[str(name)] = str(note)
         if ANOMALIES in tables:
             names = ("series", "day", "value", "expected", "z", "kind")
             for row in _rows(client, f"SELECT {', '.join(names)} FROM {q(ANOMALIES)} ORDER BY day, series, kind"):
                 data.anomalies.append(dict(zip(names, row, strict=True)))
-        else:
+        elif not built:
             data.skipped["anomalies"] = "engagement_anomalies not built (run customerio-pipeline models)"
         if FORECAST in tables:
             names = (
@@ -189,7 +193,7 @@ def collect(pipeline: Any) -> ReportData:
                 record = dict(zip(names, row, strict=True))
                 record["day"] = _as_date(record["day"])
                 data.forecasts.setdefault(record["series"], []).append(record)
-        else:
+        elif not built:
             data.skipped["forecasts"] = "engagement_forecast not built (run customerio-pipeline models)"
         if "_dlt_loads" in tables:
             rows = _rows(
@@ -198,7 +202,6 @@ def collect(pipeline: Any) -> ReportData:
                 "AND schema_name <> 'customerio_analytics'",
             )
             data.loaded_at = rows[0][0] if rows else None
-    data.not_forecast = series_without_forecast(data)
     return data
 
 
@@ -209,22 +212,6 @@ def daily_series(data: ReportData) -> dict[str, dict[dt.date, float]]:
         for name, value in counts.items():
             out.setdefault(f"messages.{name}", {})[day] = value
     out.update(data.activity)
-    return out
-
-
-def series_without_forecast(data: ReportData) -> dict[str, str]:
-    """Series with data but no forecast, and why (too little history)."""
-    if "forecasts" in data.skipped:
-        return {}
-    newest = data.time_range[1] if data.time_range else None
-    out = {}
-    for name, points in daily_series(data).items():
-        if name in data.forecasts or not any(points.values()) or newest is None:
-            continue
-        first = min(d for d, v in points.items() if v) if any(points.values()) else newest
-        days = (newest - first).days  # up to the as-of day (the newest day is partial)
-        if days < MIN_HISTORY:
-            out[name] = f"{max(days, 0)} days of history (a forecast needs at least {MIN_HISTORY})"
     return out
 
 
