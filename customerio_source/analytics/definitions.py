@@ -31,7 +31,7 @@ Anomalies
     hide the next). ``outlier_high`` / ``outlier_low``: |z| >= z of the whole series (the seed's z-score).
 Forecasts
     The next 28 days of every daily series with at least 14 days of history, with weekly seasonality: ETS
-    (additive error, damped trend, additive weekly season) with statsmodels (``pip install
+    (additive error, no trend, additive weekly season) with statsmodels (``pip install
     customerio-source[analytics]``), a seasonal-naive forecast without it. Bounds are 80% and 95%
     prediction intervals, clipped at 0. The backtest fits on all but the last 28 days and forecasts them:
     MAPE (over days with a non-zero actual) and MASE (mean absolute error over that of the in-sample
