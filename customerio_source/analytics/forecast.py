@@ -1,8 +1,9 @@
 """28-day forecasts of daily series with weekly seasonality, and their backtest on the last 28 days.
 
-With statsmodels (the ``[analytics]`` extra): ETS with additive error, no trend and an additive weekly
-season (a level and a weekday pattern: over 28 days a trend term extrapolates noise more often than it
-helps, and fits 2-3 times slower) (``statsmodels.tsa.exponential_smoothing.ets.ETSModel``), with its prediction intervals.
+With statsmodels (the ``[analytics]`` extra): ETS (``statsmodels.tsa.exponential_smoothing.ets.ETSModel``)
+with additive error, no trend and an additive weekly season, and its prediction intervals: a level and a
+weekday pattern (over 28 days a trend term extrapolates noise more often than it helps, and it fits 2-3
+times slower).
 Without it, or where ETS fails to fit: seasonal naive (each day repeats the same weekday of the last
 week), with intervals from the spread of its one-week-ahead errors, widening with the square root of
 the number of weeks ahead. Definitions: :mod:`.definitions`.
