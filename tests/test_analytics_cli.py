@@ -17,8 +17,11 @@ from .conftest import API_KEY
 
 def fixture_pipeline(tmp_path: Any, name: str, tables: tuple[str, ...]) -> dlt.Pipeline:
     """A pipeline the CLI attaches to from ``tmp_path`` (DuckDB file ``<name>.duckdb`` there)."""
-    pipeline = dlt.pipeline(pipeline_name=name, destination=dlt.destinations.duckdb(str(tmp_path / f"{name}.duckdb")),
-                            dataset_name="customerio")
+    pipeline = dlt.pipeline(
+        pipeline_name=name,
+        destination=dlt.destinations.duckdb(str(tmp_path / f"{name}.duckdb")),
+        dataset_name="customerio",
+    )
     load_dataset(pipeline, tables)
     return pipeline
 
@@ -99,8 +102,19 @@ def test_models_then_report(in_tmp: Any, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_load_with_models_flag(tiny_server: Any, in_tmp: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--base-url", tiny_server.base_url, "--tables", "campaigns,messages,activities", "--pipeline-name",
-            "withmodels", "--rate-limit", "0", "--progress-every", "0", "--models"]
+    argv = [
+        "--base-url",
+        tiny_server.base_url,
+        "--tables",
+        "campaigns,messages,activities",
+        "--pipeline-name",
+        "withmodels",
+        "--rate-limit",
+        "0",
+        "--progress-every",
+        "0",
+        "--models",
+    ]
     os.environ["CUSTOMERIO_APP_API_KEY"] = API_KEY
     try:
         assert cli_main(argv) == 0
