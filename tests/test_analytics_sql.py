@@ -118,6 +118,15 @@ def test_each_source_table_is_scanned_once(dialect: str) -> None:
     ]
 
 
+def test_bigquery_with_few_columns_uses_its_types() -> None:
+    columns = {"messages": {"id", "created", "metrics__sent"}, "activities": {"id", "timestamp", "type"}}
+    sqls = statements("bigquery", columns=columns)
+    text = "\n".join(sqls)
+    assert "CAST(NULL AS STRING)" in text and "VARCHAR" not in text
+    for sql in sqls:
+        sqlglot.parse_one(sql, read="bigquery")
+
+
 def test_missing_columns_become_zero_or_null() -> None:
     columns = {"messages": {"id", "created", "type", "campaign_id", "metrics__sent"}}
     daily = statements("duckdb", columns=columns)[0]

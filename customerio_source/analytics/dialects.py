@@ -20,6 +20,7 @@ class Dialect:
     """sqlglot's name for the dialect (tests parse every model with it)."""
     quote_char: str
     double: str
+    text: str
 
     def q(self, identifier: str) -> str:
         """A quoted column or alias."""
@@ -69,9 +70,9 @@ class Dialect:
 
 
 DIALECTS: dict[str, Dialect] = {
-    "duckdb": Dialect("duckdb", "duckdb", '"', "DOUBLE"),
-    "postgres": Dialect("postgres", "postgres", '"', "DOUBLE PRECISION"),
-    "bigquery": Dialect("bigquery", "bigquery", "`", "FLOAT64"),
+    "duckdb": Dialect("duckdb", "duckdb", '"', "DOUBLE", "VARCHAR"),
+    "postgres": Dialect("postgres", "postgres", '"', "DOUBLE PRECISION", "TEXT"),
+    "bigquery": Dialect("bigquery", "bigquery", "`", "FLOAT64", "STRING"),
 }
 
 

@@ -145,7 +145,7 @@ def engagement_daily_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, s
                 f"AS {d.q(count.name)}"
             )
     where = f" WHERE {d.q(DELETED_AT)} IS NULL" if DELETED_AT in have else ""
-    channel = f"{d.q('type')}" if "type" in have else "CAST(NULL AS VARCHAR)"
+    channel = f"{d.q('type')}" if "type" in have else f"CAST(NULL AS {d.text})"
     deliveries = (
         f"SELECT {d.day(d.q('created'), timezone)} AS {d.q('day')}, {channel} AS {d.q('channel')}, "
         f"{source_type} AS {d.q('source_type')}, {source_id} AS {d.q('source_id')}, "
@@ -159,7 +159,7 @@ def engagement_daily_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, s
                 f"SELECT '{kind}' AS {d.q('source_type')}, {d.q('id')} AS {d.q('source_id')}, "
                 f"MAX({d.q('name')}) AS {d.q('source_name')} FROM {qualify(table)} GROUP BY 1, 2"
             )
-    name_column = f"n.{d.q('source_name')}" if names else "CAST(NULL AS VARCHAR)"
+    name_column = f"n.{d.q('source_name')}" if names else f"CAST(NULL AS {d.text})"
     join = (
         (
             f" LEFT JOIN ({' UNION ALL '.join(names)}) AS n ON n.{d.q('source_type')} = m.{d.q('source_type')} "
@@ -275,8 +275,8 @@ def reconciliation_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, set
 def activity_daily_sql(d: Dialect, qualify: Qualifier, have: set[str], timezone: str) -> str:
     """Activities per day x type x name: events and distinct people."""
     person_columns = [c for c in ("customer_identifiers__cio_id", "customer_id") if c in have]
-    person = f"COALESCE({', '.join(d.q(c) for c in person_columns)})" if person_columns else "CAST(NULL AS VARCHAR)"
-    name = d.q("name") if "name" in have else "CAST(NULL AS VARCHAR)"
+    person = f"COALESCE({', '.join(d.q(c) for c in person_columns)})" if person_columns else f"CAST(NULL AS {d.text})"
+    name = d.q("name") if "name" in have else f"CAST(NULL AS {d.text})"
     where = f" WHERE {d.q(DELETED_AT)} IS NULL" if DELETED_AT in have else ""
     return (
         f"SELECT {d.day(d.q('timestamp'), timezone)} AS {d.q('day')}, {d.q('type')} AS {d.q('activity_type')}, "
