@@ -26,6 +26,8 @@ from .models import AnalyticsInputError
 from .series import _as_date
 
 TREND_COUNTS = ("sent", "delivered", "opened", "clicked", "converted")
+MARKED_COUNTS = ("sent", "opened")
+"""Counts whose spike days the daily chart marks (the small counts' spikes are in the anomaly table)."""
 TOP_ACTIVITY_SERIES = 6
 FORECAST_CHARTS = 6
 FORECAST_CONTEXT_DAYS = 56
@@ -274,9 +276,17 @@ def render(data: ReportData, generated_at: dt.datetime | None = None) -> str:
         lines = []
         for count in TREND_COUNTS:
             points = sorted((d, c[count]) for d, c in data.daily.items())
-            lines.append(Line(count, points, markers=_spike_markers(data, f"messages.{count}", dict(points))))
+            marked = _spike_markers(data, f"messages.{count}", dict(points)) if count in MARKED_COUNTS else []
+            lines.append(Line(count, points, markers=marked))
         svg = line_chart("daily-engagement", "Daily deliveries by outcome (day the delivery was created)", lines)
-        charts.append(_figure("daily-engagement", svg, "Red rings: spike days (above the trailing mean + kσ)."))
+        charts.append(
+            _figure(
+                "daily-engagement",
+                svg,
+                "Red rings: spike days of sent and opened (above the trailing mean + kσ); every series' spikes are in "
+                "the anomaly table.",
+            )
+        )
     if data.weekly:
         lines = [Line(count, sorted((w, c[count]) for w, c in data.weekly.items())) for count in TREND_COUNTS]
         charts.append(
