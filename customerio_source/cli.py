@@ -85,7 +85,8 @@ def simulate_main(argv: Sequence[str]) -> int:
     server = SimulatorServer(
         workspace, api_key=args.api_key, port=args.port, rate_limit=args.rate_limit or None
     ).start()
-    print(f"simulated workspace ({args.scale}) at {server.base_url}; API key: {args.api_key!r}; Ctrl-C stops it")
+    print(f"simulated workspace ({args.profile or args.scale}) at {server.base_url}; API key: {args.api_key!r}; "
+          "Ctrl-C stops it")
     print(f"try: CUSTOMERIO_APP_API_KEY={args.api_key} customerio-pipeline --base-url {server.base_url}")
     try:
         while True:
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         from .simulator import SimulatorServer, Workspace
 
-        print(f"building the simulated workspace ({args.scale})...", file=sys.stderr)
+        print(f"building the simulated workspace ({args.profile or args.scale})...", file=sys.stderr)
         workspace = Workspace(scale=args.scale, profile=args.profile)
         server = SimulatorServer(workspace, api_key=DEMO_API_KEY).start()
         source_kwargs.update(api_key=DEMO_API_KEY, base_url=server.base_url)
