@@ -24,6 +24,7 @@ from .warehouse import apply_bigquery_hints
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery")
 SCALES = ("tiny", "small", "large")
+PROFILES = ("tutorial",)
 DEMO_API_KEY = "demo-app-api-key"
 EXIT_CONFIG, EXIT_AUTH, EXIT_PENDING, EXIT_BUSY = 2, 3, 4, 5
 
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--demo", action="store_true", help="load the simulated workspace (no API key needed)")
     parser.add_argument("--scale", default="small", choices=SCALES, help="simulated workspace size for --demo")
+    parser.add_argument("--profile", default=None, choices=PROFILES, help="--demo: a workspace profile (its own size)")
+    parser.add_argument("--models", action="store_true", help="after the load, build the analytics models "
+                        "(customerio-pipeline models takes their options)")
     parser.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (0: off)")
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     return parser
@@ -72,16 +76,18 @@ def simulate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--port", type=int, default=8800)
     parser.add_argument("--scale", default="small", choices=SCALES)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", default=None, choices=PROFILES, help="a workspace profile (its own size)")
     parser.add_argument("--rate-limit", type=float, default=10.0, help="429 above this many requests/s (0: off)")
     parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or DEMO_API_KEY)
     args = parser.parse_args(argv)
     from .simulator import SimulatorServer, Workspace
 
-    workspace = Workspace(scale=args.scale, seed=args.seed)
+    workspace = Workspace(scale=args.scale, seed=args.seed, profile=args.profile)
     server = SimulatorServer(
         workspace, api_key=args.api_key, port=args.port, rate_limit=args.rate_limit or None
     ).start()
-    print(f"simulated workspace ({args.scale}) at {server.base_url}; API key: {args.api_key!r}; Ctrl-C stops it")
+    print(f"simulated workspace ({args.profile or args.scale}) at {server.base_url}; API key: {args.api_key!r}; "
+          "Ctrl-C stops it")
     print(f"try: CUSTOMERIO_APP_API_KEY={args.api_key} customerio-pipeline --base-url {server.base_url}")
     try:
         while True:
@@ -163,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         from .simulator import SimulatorServer, Workspace
 
-        print(f"building the simulated workspace ({args.scale})...", file=sys.stderr)
-        workspace = Workspace(scale=args.scale)
+        print(f"building the simulated workspace ({args.profile or args.scale})...", file=sys.stderr)
+        workspace = Workspace(scale=args.scale, profile=args.profile)
         server = SimulatorServer(workspace, api_key=DEMO_API_KEY).start()
         source_kwargs.update(api_key=DEMO_API_KEY, base_url=server.base_url)
         if args.rate_limit is None:
@@ -195,6 +201,11 @@ def run(args: argparse.Namespace) -> int:
         finally:
             progress.stop()
         print_summary(pipeline, info, stats, time.monotonic() - started, args)
+        if args.models:
+            from .analytics.build import Settings
+            from .analytics.cli import run_models
+
+            run_models(pipeline, Settings())
     finally:
         if server is not None:
             server.stop()
@@ -322,6 +333,8 @@ def quiet_tracebacks() -> None:
 # only when it runs (one line each; without a name the command loads a workspace)
 SUBCOMMANDS = {
     "simulate": "customerio_source.cli:simulate_main",
+    "models": "customerio_source.analytics.cli:models_main",
+    "report": "customerio_source.analytics.cli:report_main",
 }
 
 

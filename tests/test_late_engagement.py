@@ -6,7 +6,6 @@ import math
 from datetime import datetime, timedelta, timezone
 
 from customerio_source.late_engagement import engagement_delivery, gap_counts, plan_spans
-from customerio_source.runner import client_of
 
 from .conftest import API_KEY, Loader
 
@@ -50,7 +49,7 @@ def test_incremental_runs_equal_a_full_reread_after_late_engagement(tmp_path):
     with SimulatorServer(ws, api_key=API_KEY) as server:
         incremental = Loader(server.base_url, tmp_path / "incremental")
         incremental.run(DELIVERY_TABLES)
-        full_requests = client_of(incremental.source).stats.total
+        full_requests = incremental.stats.total
         late: list[int] = []
         for _ in range(2):
             ws.advance()
@@ -58,7 +57,7 @@ def test_incremental_runs_equal_a_full_reread_after_late_engagement(tmp_path):
             incremental.run(DELIVERY_TABLES)
             state = incremental.pipeline().state["sources"]["customerio"]["resources"]["messages"]
             assert {"late_since", "deep_at"} <= set(state)  # timestamps only: nothing per delivery
-        incremental_requests = client_of(incremental.source).stats.total
+        incremental_requests = incremental.stats.total
         # the windows planned from the warehouse were used, not the one-by-one fallback
         assert not server.stats.by_operation.get("GET /v1/messages/{message_id}"), server.stats.by_operation
         full = Loader(server.base_url, tmp_path / "full")
@@ -152,7 +151,7 @@ def test_per_parent_windows_start_at_the_parents_creation(tmp_path):
     with SimulatorServer(ws, api_key=API_KEY) as server:
         loader = Loader(server.base_url, tmp_path)
         loader.run(["newsletter_messages"])
-        requests = client_of(loader.source).stats.by_table.get("newsletter_messages")
+        requests = loader.stats.by_table.get("newsletter_messages")
     parents = ws.newsletters()
     senders = [*ws.campaigns(), *ws.broadcasts(), *parents]
     history_start = min(min(p["created"] for p in senders), *(t["created_at"] for t in ws.cat.transactional.values()))

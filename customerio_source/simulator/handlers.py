@@ -438,7 +438,7 @@ def _activity_page(ctx: Ctx, indices: Sequence[int] | None, deleted: bool) -> di
     while pos >= 0 and len(out) < limit:
         j = arr[pos]
         pos -= 1
-        if ws.a_ts[j] < ws.now - 30 * 86400:
+        if ws.a_ts[j] < ws.now - ws.activity_window:
             pos = -1
             break
         if not ws.activity_visible(j, deleted):

@@ -21,6 +21,7 @@ from . import catalog as catmod
 from ._util import DAY, delivery_id, delivery_index, mix, salt, six_months_before, ulid
 from .catalog import KIND_BROADCAST, KIND_CAMPAIGN, KIND_NEWSLETTER, KIND_TRANSACTIONAL, Catalog, public
 from .people import PersonFactory, candidate_indices
+from .profiles import get_profile
 from .scales import SCALES
 
 HISTORY = 240 * DAY  # deliveries span ~8 months, so the 6-month window matters
@@ -53,11 +54,17 @@ Key = tuple
 class Workspace:
     """A deterministic Customer.io workspace (see CONTRACT.md for the public API)."""
 
-    def __init__(self, scale: str = "tiny", seed: int = 7, anchor: int | None = None) -> None:
+    def __init__(
+        self, scale: str = "tiny", seed: int = 7, anchor: int | None = None, profile: str | None = None
+    ) -> None:
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(SCALES)}")
         self.scale = scale
         self.sc = SCALES[scale]
+        self.profile = get_profile(profile)  # a profile (profiles.py) brings its own sizes
+        if self.profile is not None:
+            self.sc = self.profile.scale
+        self.activity_window = ACTIVITY_WINDOW
         self.seed = seed
         self.now: int = int(anchor) if anchor is not None else int(time.time()) // 60 * 60
         self.anchor = self.now
@@ -78,6 +85,8 @@ class Workspace:
         self._p_last = self.now - DAY
         self._p_created_extra: dict[int, int] = {}
         self.persons = PersonFactory(seed, salt(seed, "person"), (0xD9C1 + seed) & 0xFFFF, self.person_created_at)
+        if self.profile is not None:
+            self.persons = self.profile.people(self)
         self.deleted_people: dict[int, int] = {}  # index -> step it was deleted at (0 = before the start)
         deleted_salt = salt(seed, "deleted")
         for i in range(self._n0):
@@ -106,6 +115,8 @@ class Workspace:
         for nid, nl in self.cat.newsletters.items():
             if nid in self._sent_at:
                 nl["sent_at"] = self._sent_at[nid]
+        if self.profile is not None:
+            self.profile.finish(self)
 
     # ------------------------------------------------------------------ people
     def person_created_at(self, i: int) -> int:
@@ -526,7 +537,7 @@ class Workspace:
 
     def activity_visible(self, j: int, deleted: bool) -> bool:
         """Within the 30-day API window, and for a live (deleted=False) or a deleted person (deleted=True)."""
-        if self.a_ts[j] < self.now - ACTIVITY_WINDOW:
+        if self.a_ts[j] < self.now - self.activity_window:
             return False
         p = self.a_person[j]
         return (p in self.deleted_people) == deleted

@@ -1,0 +1,125 @@
+"""Anomalies (trailing spikes without look-ahead, z-score outliers) and forecasts, with and without statsmodels."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import numpy as np
+import pytest
+
+from customerio_source.analytics import forecast as fc
+from customerio_source.analytics.anomalies import detect, outliers, spikes
+from customerio_source.analytics.series import Series, dense
+
+START = dt.date(2026, 1, 5)  # a Monday
+
+
+def weekly(days: int, seed: int = 3, level: float = 100.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pattern = np.array([1.1, 1.1, 1.1, 1.05, 1.0, 0.45, 0.4])
+    return np.array([rng.poisson(level * pattern[i % 7]) for i in range(days)], dtype=float)
+
+
+def test_spike_found_and_flagged_days_leave_the_baseline() -> None:
+    values = np.full(60, 10.0)
+    values[::2] = 12.0  # sd ~1
+    values[40], values[45] = 30.0, 20.0
+    found = spikes(values, k=2.0, window=28)
+    assert [i for i, _, _ in found] == [40, 45]  # day 40 would have hidden day 45 had it stayed in the baseline
+    i, mean, z = found[0]
+    assert mean == pytest.approx(11.0) and z > 10
+
+
+def test_spikes_never_look_ahead() -> None:
+    values = weekly(120)
+    values[70] *= 3
+    full = spikes(values)
+    for cut in (50, 71, 90):
+        changed = values.copy()
+        changed[cut:] = 0.0 if cut % 2 else 1e6  # rewrite the future
+        prefix = [s for s in spikes(changed) if s[0] < cut]
+        assert prefix == [s for s in full if s[0] < cut]
+
+
+def test_spike_k_and_window() -> None:
+    values = np.tile([10.0, 12.0], 30)
+    values[40] = 15.0  # z ~ 3 against a baseline of sd ~1
+    assert [i for i, _, _ in spikes(values, k=2)] == [40]
+    assert spikes(values, k=4) == []
+    assert spikes(values, window=45) == []  # not enough baseline days before day 40
+    with pytest.raises(ValueError):
+        spikes(values, window=1)
+
+
+def test_outliers_high_and_low() -> None:
+    values = np.tile([10.0, 11.0, 9.0, 10.0], 20)
+    values[10], values[50] = 40.0, -20.0
+    found = {i: z for i, _, z in outliers(values)}
+    assert set(found) == {10, 50} and found[10] >= 3 and found[50] <= -3
+    kinds = {(a.day, a.kind) for a in detect([Series("s", START, values)]) if a.kind != "spike"}
+    assert kinds == {(START + dt.timedelta(days=10), "outlier_high"), (START + dt.timedelta(days=50), "outlier_low")}
+
+
+def test_dense_fills_missing_days_and_stops_at_the_as_of_day() -> None:
+    s = dense(
+        "x", {START: 3, START + dt.timedelta(days=3): 5, START + dt.timedelta(days=9): 7}, START + dt.timedelta(days=5)
+    )
+    assert s.start == START and s.values.tolist() == [3, 0, 0, 5, 0, 0]
+
+
+def _bounds_ordered(f: fc.Forecast) -> None:
+    assert np.all(f.lower_95 <= f.lower_80 + 1e-9) and np.all(f.lower_80 <= f.mean + 1e-9)
+    assert np.all(f.mean <= f.upper_80 + 1e-9) and np.all(f.upper_80 <= f.upper_95 + 1e-9)
+    assert np.all(f.lower_95 >= 0)
+
+
+def test_ets_forecast_and_backtest_with_statsmodels() -> None:
+    pytest.importorskip("statsmodels")  # in the dev extra: CI runs this path
+    values = weekly(120)
+    result = fc.forecast_series(Series("s", START, values))
+    forecast, backtest = result
+    assert forecast.kind == "forecast" and forecast.model == fc.ETS_NAME and len(forecast.mean) == 28
+    assert forecast.start == START + dt.timedelta(days=120)
+    assert backtest.kind == "backtest" and backtest.start == START + dt.timedelta(days=92)
+    assert backtest.actual.tolist() == values[-28:].tolist()
+    _bounds_ordered(forecast)
+    # a strong weekly rhythm: the weekday forecasts sit above the weekend ones
+    weekdays = forecast.mean[[i for i in range(28) if (120 + i) % 7 < 5]]
+    weekends = forecast.mean[[i for i in range(28) if (120 + i) % 7 >= 5]]
+    assert weekdays.min() > weekends.max()
+    expected_mape = float(np.mean(np.abs(backtest.actual - backtest.mean) / backtest.actual) * 100)
+    assert backtest.mape == pytest.approx(expected_mape) and forecast.mape == backtest.mape
+    assert 0 < backtest.mase < 1.2  # about as good as seasonal naive or better on a Poisson series
+
+
+def test_seasonal_naive_without_statsmodels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "statsmodels", None)  # as if the [analytics] extra were not installed
+    assert fc.statsmodels_available() is False
+    values = weekly(60)
+    forecast, backtest = fc.forecast_series(Series("s", START, values))
+    assert forecast.model == backtest.model == fc.NAIVE_NAME
+    assert forecast.mean.tolist() == [values[-7 + (h % 7)] for h in range(28)]
+    training = values[:-28]
+    assert backtest.mean.tolist() == [training[-7 + (h % 7)] for h in range(28)]
+    naive_error = np.mean(np.abs(training[7:] - training[:-7]))
+    assert backtest.mase == pytest.approx(np.mean(np.abs(values[-28:] - backtest.mean)) / naive_error)
+    _bounds_ordered(forecast)
+    # the interval widens week by week
+    width = forecast.upper_95 - forecast.lower_95
+    assert width[0] < width[7] < width[14] < width[21] or np.all(forecast.lower_95 == 0)
+
+
+def test_no_forecast_under_14_days_and_no_backtest_under_42() -> None:
+    forecasts, skipped = fc.forecast_all(
+        [Series("short", START, np.ones(13)), Series("mid", START, weekly(30))], use_statsmodels=False
+    )
+    assert skipped == {"short": "13 days of history (a forecast needs at least 14)"}
+    assert [(f.series, f.kind) for f in forecasts] == [("mid", "forecast")]
+    assert forecasts[0].mape is None and forecasts[0].mase is None
+
+
+def test_mape_ignores_zero_days_and_mase_needs_a_scale() -> None:
+    assert fc.mape(np.array([0.0, 10.0]), np.array([5.0, 5.0])) == pytest.approx(50.0)
+    assert fc.mape(np.zeros(3), np.ones(3)) is None
+    assert fc.mase(np.ones(3), np.ones(3), np.ones(20)) is None  # a flat history has no naive error

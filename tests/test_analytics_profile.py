@@ -1,0 +1,68 @@
+"""The simulator's tutorial profile: the seed's people, events, campaigns and devices, and its spike days."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+
+import pytest
+
+from customerio_source.cli import build_parser
+from customerio_source.simulator import Workspace
+from customerio_source.simulator.profiles import (
+    TUTORIAL_CAMPAIGNS,
+    TUTORIAL_DEVICES,
+    TUTORIAL_EVENTS,
+    get_profile,
+    tutorial_spike_days,
+)
+
+ANCHOR = int(dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc).timestamp())
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+@pytest.fixture(scope="module")
+def ws() -> Workspace:
+    return Workspace(seed=7, anchor=ANCHOR, profile="tutorial")
+
+
+def test_people_have_uuids_names_emails_and_a_device(ws: Workspace) -> None:
+    assert ws.n_people == 1000
+    people = [ws.customer(i) for i in range(ws.n_people)]
+    ids = [p["identifiers"]["id"] for p in people]
+    assert all(UUID.match(i) for i in ids) and len(set(ids)) == 1000
+    assert all(p["attributes"]["email"].endswith("@example.com") and p["attributes"]["first_name"] for p in people)
+    assert {p["attributes"]["device"] for p in people} == set(TUTORIAL_DEVICES)
+    assert ws.find_person(ids[42], "id") == 42  # per-person endpoints still resolve uuid ids
+
+
+def test_events_per_person_over_180_days(ws: Workspace) -> None:
+    per_person = Counter(ws.a_person)
+    assert min(per_person.values()) >= 30 and max(per_person.values()) <= 60 and len(per_person) == 1000
+    records = [ws.activity(j) for j in range(0, ws.n_activities(), 97)]
+    assert {r["type"] for r in records} == {"event"} and {r["name"] for r in records} == set(TUTORIAL_EVENTS)
+    assert {r["data"]["campaign"] for r in records} == set(TUTORIAL_CAMPAIGNS)
+    first = dt.datetime.fromtimestamp(min(ws.a_ts), dt.timezone.utc).date()
+    last = dt.datetime.fromtimestamp(max(ws.a_ts), dt.timezone.utc).date()
+    assert first == dt.date(2026, 6, 1) - dt.timedelta(days=180) and last == dt.date(2026, 5, 31)
+    assert all(ws.activity_visible(j, False) or ws.a_person[j] in ws.deleted_people for j in range(len(ws.a_ts)))
+    assert [c["name"] for c in ws.campaigns()] == list(TUTORIAL_CAMPAIGNS)
+
+
+def test_spike_days_add_two_average_days(ws: Workspace) -> None:
+    spikes = tutorial_spike_days(ANCHOR)
+    assert len(spikes) == 6 and spikes[-1] == dt.date(2026, 5, 17)
+    per_day = Counter(dt.datetime.fromtimestamp(t, dt.timezone.utc).date() for t in ws.a_ts)
+    average = sum(per_day.values()) / len(per_day)
+    for day in spikes:
+        assert per_day[day] > 1.9 * average, day  # a Sunday spike: 0.4 + 2 average days
+    quiet = [v for d, v in per_day.items() if d not in spikes]
+    assert max(quiet) < 1.6 * average
+
+
+def test_profile_flags_and_unknown_profile() -> None:
+    assert build_parser().parse_args(["--demo", "--profile", "tutorial"]).profile == "tutorial"
+    assert get_profile(None) is None
+    with pytest.raises(ValueError, match="unknown profile 'nope'"):
+        Workspace(profile="nope")
