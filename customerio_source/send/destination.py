@@ -1,0 +1,173 @@
+"""The Customer.io destination: ``dlt.pipeline(destination=customerio_track(...))`` pushes any source's rows.
+
+Built on ``@dlt.destination`` (public dlt API only). dlt writes each table to a parquet file in the load
+package, then calls the destination with ``batch_size`` rows at a time and records, in the package, how
+many rows of the file were handed over once each call returns. A run that dies (``kill -9``) resumes from
+the last recorded batch: the batch that was being sent is sent again, whole, in row order. That is safe
+because events carry deterministic ULIDs (Customer.io ignores an id it has seen) and a replayed identify
+re-sends the same rows in the same order (the last one still wins); nothing after that batch was sent.
+Tables load one at a time (``loader_parallelism_strategy="sequential"``), so one table's rows keep their
+order. Run it through :func:`customerio_source.runner.load`, which finishes an interrupted package first.
+
+Configuration, the dlt way, under ``[destination.customerio]``: ``site_id``, ``api_key`` (Track),
+``write_key`` (Data Pipelines), ``region`` (us|eu), ``base_url``, ``api`` (track|cdp), ``rate_limit``
+(requests/s, default 100, at most 1,000; 0 = off), ``workers``; the environment variables
+``CUSTOMERIO_SITE_ID``, ``CUSTOMERIO_TRACK_API_KEY`` and ``CUSTOMERIO_CDP_API_KEY`` are read by
+:func:`customerio_track` when nothing else gives a value. Each table's operation comes from the
+``operations`` mapping, or from the table hint :func:`send_as` sets on a resource.
+
+Rejected rows are appended to a spool file per load package (``rejections_dir``, default: the pipeline's
+working folder) and then loaded into ``customerio_rejections`` next to the data (:mod:`.rejections`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dlt
+from dlt.common.schema import TTableSchema
+
+from ..errors import ConfigError
+from . import limits
+from .operations import Builder, Operation, parse_operation
+from .push import PushTotals, Request, answer_rejections, pack, plan, send_all
+from .rejections import spool_rejections
+from .transport import Settings, client_for
+
+logger = logging.getLogger("customerio_source")
+
+OPERATION_HINT = "x-customerio-operation"
+KEY_HINT = "x-customerio-key"
+DEFAULT_BATCH_ROWS = 50_000
+"""Rows per destination call: large enough that the one partly filled request each call ends with costs
+little (a call of 50,000 event rows fills ~20 requests of 500 KB), small enough to hold in memory."""
+ENV = {"site_id": "CUSTOMERIO_SITE_ID", "api_key": "CUSTOMERIO_TRACK_API_KEY", "write_key": "CUSTOMERIO_CDP_API_KEY"}
+
+_TOTALS: dict[Settings, PushTotals] = {}
+
+
+def totals_for(settings: Settings) -> PushTotals:
+    """Rows, requests, item bytes and rejections of the pushes with ``settings`` in this process."""
+    return _TOTALS.setdefault(settings, PushTotals())
+
+
+def send_as(resource: Any, operation: str, key: str | list[str] | None = None) -> Any:
+    """Declare, through table hints, what ``resource``'s rows become in Customer.io (``identify``,
+    ``event:signup``, ``object:1``...) and which columns make a row's key."""
+    op = parse_operation(operation, key)
+    hints: dict[str, Any] = {OPERATION_HINT: op.text}
+    if op.key:
+        hints[KEY_HINT] = ",".join(op.key)
+    resource.apply_hints(additional_table_hints=hints)
+    return resource
+
+
+def operation_for(table: Mapping[str, Any], operations: Mapping[str, str] | None, key: str | None,
+                  api: str) -> Operation:
+    name = table["name"]
+    text = table.get(OPERATION_HINT) or (operations or {}).get(name)
+    if not text:
+        raise ConfigError(f"table {name} has no Customer.io operation: pass operations={{{name!r}: 'identify'}} "
+                          "or set it with send_as(resource, ...)")
+    return parse_operation(text, table.get(KEY_HINT) or (operations or {}).get(f"{name}.key") or key, api)
+
+
+def settings_from(site_id: str | None = None, api_key: str | None = None, write_key: str | None = None,
+                  region: str | None = "us", base_url: str | None = None, api: str | None = "track",
+                  rate_limit: float | None = limits.DEFAULT_RATE, workers: int = 4) -> Settings:
+    return Settings(api=(api or "track").lower(), region=(region or "us").lower(), base_url=base_url or None,
+                    site_id=str(site_id).strip() if site_id else None,
+                    api_key=str(api_key).strip() if api_key else None,
+                    write_key=str(write_key).strip() if write_key else None,
+                    rate_limit=float(rate_limit) if rate_limit else None, workers=int(workers or 1))
+
+
+def push_batch(rows: list[dict[str, Any]], table: Mapping[str, Any], settings: Settings,
+               operations: Mapping[str, str] | None = None, key: str | None = None,
+               rejections_dir: str | None = None, dry_run: bool = False) -> None:
+    """Send one batch of one table's rows (the destination's body, callable on its own)."""
+    if not rows:
+        return
+    load_id = str(rows[0].get("_dlt_load_id") or "")
+    rows = [{k: v for k, v in row.items() if not k.startswith("_dlt_")} for row in rows]
+    op = operation_for(table, operations, key, settings.api)
+    builder = Builder(op, table["name"], settings.api)
+    items, rejected = plan(rows, builder, load_id)
+    requests = pack(items, settings.api, op.arg if op.kind.startswith("segment") else None)
+    totals = totals_for(settings)
+    item_bytes = sum(len(i.body) for i in items if i.channel == "batch")
+    if not dry_run and requests:
+        client = client_for(settings)
+
+        def send(request: Request) -> dict[str, Any]:
+            import orjson
+
+            return client.request("POST", request.path, params=request.params,
+                                  body=orjson.Fragment(request.body()), table=table["name"])
+
+        answers = send_all(requests, send, settings.workers)
+        for request, answer in zip(requests, answers, strict=True):
+            rejected.extend(answer_rejections(request, answer, rows, builder, load_id))
+    spool_rejections(rejected, rejections_dir)
+    totals.add(rows=len(rows), accepted=len(rows) - len(rejected), requests=len(requests), item_bytes=item_bytes,
+               rejected=rejected)
+
+
+@dlt.destination(
+    name="customerio",
+    loader_file_format="parquet",
+    batch_size=DEFAULT_BATCH_ROWS,
+    skip_dlt_columns_and_tables=False,  # the rows' _dlt_load_id names the rejections' load; _dlt tables skipped
+    max_table_nesting=0,
+    max_parallel_load_jobs=1,
+    loader_parallelism_strategy="sequential",
+)
+def customerio(
+    items: Any,
+    table: TTableSchema,
+    site_id: dlt.TSecretStrValue = None,
+    api_key: dlt.TSecretStrValue = None,
+    write_key: dlt.TSecretStrValue = None,
+    region: str = "us",
+    base_url: str = None,
+    api: str = "track",
+    rate_limit: float = limits.DEFAULT_RATE,
+    workers: int = 4,
+    operations: dict = None,  # noqa: B006 - dlt config: table name -> operation
+    key: str = None,
+    rejections_dir: str = None,
+    dry_run: bool = False,
+) -> None:
+    """Push one batch of a table's rows to Customer.io (see the module docstring)."""
+    if str(table["name"]).startswith("_dlt"):
+        return
+    rows = items.to_pylist() if hasattr(items, "to_pylist") else list(items)
+    settings = settings_from(site_id, api_key, write_key, region, base_url, api, rate_limit, workers)
+    push_batch(rows, table, settings, operations, key, rejections_dir, dry_run)
+
+
+def customerio_track(
+    site_id: str | None = None,
+    api_key: str | None = None,
+    region: str | None = None,
+    base_url: str | None = None,
+    api: str | None = None,
+    write_key: str | None = None,
+    operations: Mapping[str, str] | None = None,
+    **settings: Any,
+) -> Any:
+    """The destination (a dlt destination factory). Values not given here come from dlt config
+    (``[destination.customerio]``), then from ``CUSTOMERIO_SITE_ID`` / ``CUSTOMERIO_TRACK_API_KEY`` /
+    ``CUSTOMERIO_CDP_API_KEY``; ``api="cdp"`` selects the Data Pipelines transport. Building it sends
+    nothing and changes no setting."""
+    given: dict[str, Any] = {"site_id": site_id, "api_key": api_key, "write_key": write_key, "region": region,
+                             "base_url": base_url, "api": api, "operations": dict(operations) if operations else None,
+                             **settings}
+    for name, env in ENV.items():
+        if given.get(name) is None and dlt.config.get(f"destination.customerio.{name}") is None \
+                and dlt.secrets.get(f"destination.customerio.{name}") is None and os.environ.get(env):
+            given[name] = os.environ[env]
+    return customerio(**{k: v for k, v in given.items() if v is not None})

@@ -1,0 +1,208 @@
+"""Pushing rows: build items, reject what cannot be sent, pack requests by bytes, send in per-person order.
+
+- **Packing.** Batch items go, in row order, into requests of at most ``REQUEST_BYTES`` (500 KB) bodies
+  ``{"batch":[...]}``; v1 calls (anonymous events) go one per request; manual-segment rows become
+  ``add_customers``/``remove_customers`` calls of at most 1,000 ids.
+- **Order.** A request waits for every earlier request that names one of its people or objects, so one
+  person's operations apply in row order (an identify before that person's events; the last identify
+  wins) while requests for different people go in parallel (``workers`` threads, one shared limiter).
+- **Rejections.** Rows the limits refuse never leave the process; items a 207 (or a 200 carrying
+  ``errors``) names by ``batch_index`` are rejected with Customer.io's reason. Either way the row is
+  reported (:class:`RejectedRow`): source table, row key, operation, reason, field, message, load id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from . import limits
+from .operations import Builder, Item
+from .rows import Rejection
+
+BATCH_PATHS = {"track": "/api/v2/batch", "cdp": "/batch"}
+WRAPPER = (b'{"batch":[', b"]}")
+WRAPPER_BYTES = len(WRAPPER[0]) + len(WRAPPER[1])
+MESSAGE_CHARS = 300
+
+
+@dataclass
+class RejectedRow:
+    """One row that ended in ``customerio_rejections``."""
+
+    source_table: str
+    row_key: str
+    operation: str
+    reason: str
+    field: str
+    message: str
+    load_id: str
+
+    def record(self) -> dict[str, Any]:
+        out = asdict(self)
+        digest = hashlib.blake2b(
+            "\x00".join((self.load_id, self.source_table, self.row_key, self.operation, self.reason,
+                         self.field)).encode(), digest_size=12)
+        out["rejection_id"] = digest.hexdigest()
+        return out
+
+
+@dataclass
+class Request:
+    """One HTTP request to send: its body parts, the rows behind them, the people/objects it names."""
+
+    channel: str
+    rows: list[int] = field(default_factory=list)
+    parts: list[bytes] = field(default_factory=list)
+    size: int = WRAPPER_BYTES
+    entities: set[str] = field(default_factory=set)
+    path: str = ""
+    params: dict[str, str] | None = None
+
+    def body(self) -> bytes:
+        if self.channel == "batch":
+            return WRAPPER[0] + b",".join(self.parts) + WRAPPER[1]
+        return self.parts[0]
+
+
+@dataclass
+class PushTotals:
+    """What pushes in this process did (thread-safe counters)."""
+
+    rows: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    requests: int = 0
+    item_bytes: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, rows: int = 0, accepted: int = 0, requests: int = 0, item_bytes: int = 0,
+            rejected: Iterable[RejectedRow] = ()) -> None:
+        with self._lock:
+            self.rows += rows
+            self.accepted += accepted
+            self.requests += requests
+            self.item_bytes += item_bytes
+            for r in rejected:
+                self.rejected += 1
+                self.reasons[r.reason] += 1
+
+
+def plan(rows: Iterable[Mapping[str, Any]], builder: Builder, load_id: str) -> tuple[list[Item], list[RejectedRow]]:
+    """Items for the rows that can be sent, and the rows the limits reject."""
+    items: list[Item] = []
+    rejected: list[RejectedRow] = []
+    for index, row in enumerate(rows):
+        try:
+            items.append(builder.build(index, row))
+        except Rejection as exc:
+            rejected.append(RejectedRow(builder.table, builder.key(row), builder.op.text, exc.reason, exc.field,
+                                        exc.message[:MESSAGE_CHARS], load_id))
+    return items, rejected
+
+
+def pack(items: Iterable[Item], api: str, segment_id: str | None = None) -> list[Request]:
+    """Requests in row order (see the module docstring)."""
+    requests: list[Request] = []
+    current: Request | None = None
+    segments: dict[tuple[str, str], Request] = {}
+    for item in items:
+        if item.channel == "batch":
+            if current is not None and current.size + len(item.body) + 1 > limits.REQUEST_BYTES:
+                current = None
+            if current is None:
+                current = Request("batch", path=BATCH_PATHS[api])
+                requests.append(current)
+            current.size += len(item.body) + (1 if current.parts else 0)
+            current.parts.append(item.body)
+            current.rows.append(item.row)
+            current.entities.update(item.entities)
+        elif item.channel == "v1":
+            requests.append(Request("v1", [item.row], [item.body], len(item.body), set(item.entities), item.path))
+        else:
+            verb, id_type, value = item.segment  # type: ignore[misc]
+            request = segments.get((verb, id_type))
+            if request is None or len(request.rows) >= limits.SEGMENT_IDS_PER_CALL:
+                request = segments[(verb, id_type)] = Request(
+                    "segment", path=f"/api/v1/segments/{segment_id}/{verb}", params={"id_type": id_type})
+                requests.append(request)
+            request.rows.append(item.row)
+            request.parts.append(orjson.dumps(value))
+            request.entities.update(item.entities)
+    for request in requests:
+        if request.channel == "segment":
+            request.parts = [b'{"ids":[' + b",".join(request.parts) + b"]}"]
+            request.channel = "v1"
+    return requests
+
+
+def dependencies(requests: list[Request]) -> list[set[int]]:
+    """For each request, the earlier requests it must wait for (the last one naming each of its entities)."""
+    last: dict[str, int] = {}
+    out: list[set[int]] = []
+    for index, request in enumerate(requests):
+        out.append({last[e] for e in request.entities if e in last})
+        for entity in request.entities:
+            last[entity] = index
+    return out
+
+
+def send_all(requests: list[Request], send: Callable[[Request], dict[str, Any]], workers: int) -> list[dict]:
+    """Send every request (each after its dependencies), ``workers`` at a time; the answers in order.
+
+    The first failure stops what has not started yet and is raised once the started ones end.
+    """
+    deps = dependencies(requests)
+    done = [threading.Event() for _ in requests]
+    answers: list[dict[str, Any]] = [{} for _ in requests]
+    failure: list[BaseException] = []
+
+    def task(index: int) -> None:
+        try:
+            for d in deps[index]:
+                done[d].wait()
+            if not failure:
+                answers[index] = send(requests[index])
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread below
+            failure.append(exc)
+        finally:
+            done[index].set()
+
+    if workers <= 1 or len(requests) <= 1:
+        for index in range(len(requests)):
+            task(index)
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cio-send") as pool:
+            for _ in pool.map(task, range(len(requests))):
+                pass
+    if failure:
+        raise failure[0]
+    return answers
+
+
+def answer_rejections(request: Request, answer: Any, rows: list[Mapping[str, Any]], builder: Builder,
+                      load_id: str) -> list[RejectedRow]:
+    """Rows a 207 (or a 200 with ``errors``) names by ``batch_index``."""
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    if not isinstance(errors, list):
+        return []
+    out = []
+    for error in errors:
+        if not isinstance(error, dict):
+            continue
+        index = error.get("batch_index")
+        if not isinstance(index, int) or not 0 <= index < len(request.rows):
+            continue
+        row = rows[request.rows[index]]
+        out.append(RejectedRow(builder.table, builder.key(row), builder.op.text,
+                               str(error.get("reason") or "rejected_by_api")[:60], str(error.get("field") or "")[:150],
+                               str(error.get("message") or "")[:MESSAGE_CHARS], load_id))
+    return out
