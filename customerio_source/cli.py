@@ -320,6 +320,7 @@ def quiet_tracebacks() -> None:
 # only when it runs (one line each; without a name the command loads a workspace)
 SUBCOMMANDS = {
     "simulate": "customerio_source.cli:simulate_main",
+    "push": "customerio_source.send.cli:push_main",
 }
 
 

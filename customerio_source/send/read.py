@@ -112,7 +112,7 @@ def warehouse_rows(origin: Origin, schema: str, table: str, incremental_column: 
         conn = connect(origin)
         try:
             if origin.kind == "duckdb":
-                reader = conn.execute(sql, params).fetch_record_batch(CHUNK_ROWS)
+                reader = conn.sql(sql, params=params or None).to_arrow_reader(CHUNK_ROWS)
                 for batch in reader:
                     if batch.num_rows:
                         yield batch.to_pylist()

@@ -5,7 +5,8 @@
 Keeps what the simulated send APIs validate against: each operation's method and path, the v2 batch
 actions per entity type with their required fields, the device platforms, and the Data Pipelines call
 types. The limits (500 KB per request, 32 KB per item, ...) are stated in the specs' prose and in
-``../shared/spec/README.md``; they are written here as numbers next to the facts that come from the specs.
+``../shared/spec/README.md``; they are declared once, in ``customerio_source/send/limits.py``, and copied
+here next to the facts that come from the specs.
 """
 
 from __future__ import annotations
@@ -14,17 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-LIMITS = {
-    "request_bytes": 500_000,  # "Your batch request must be smaller than 500kb"
-    "item_bytes": 32_000,  # "Each of the requests within the batch must also be 32kb or smaller"
-    "identifier_bytes": 150,
-    "attribute_name_bytes": 150,
-    "attribute_value_bytes": 1000,
-    "attributes_per_call": 300,
-    "event_name_bytes": 100,
-    "event_data_bytes": 100_000,
-    "segment_ids_per_call": 1000,
-}
+from customerio_source.send.limits import LIMITS  # noqa: E402 - declared once, for both sides
 
 
 def _flat(schema: dict, schemas: dict) -> tuple[set[str], dict]:
