@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from .pushed import EVENT_KIND, PAGE_KIND, SCREEN_KIND
 from .send_api import FACTS, LIMITS, SendApis, SendError, meta_errors, utf8_len
 
@@ -210,6 +208,9 @@ def apply_object(ws: Workspace, action: str, item: dict[str, Any]) -> None:
     if action in ("identify", "identify_anonymous"):
         o = ws.upsert_object(t, object_id, check_attributes(item.get("attributes")))
         rels = item.get("cio_relationships") or []
+    elif action == "add_relationships":  # assumption: like identify, it creates a missing object
+        rels = check_relationships(item.get("cio_relationships"))
+        o = ws.upsert_object(t, object_id, {})
     else:
         found = ws.find_object(str(t + 1), object_id, None)
         if found is None:
@@ -382,4 +383,3 @@ def handle(ws: Workspace, state: SendApis, method: str, seg: list[str], body: An
     raise meta_errors(404, f"no such endpoint: {method} /{'/'.join(seg)}")
 
 
-__all__ = ["handle", "apply_item", "Invalid", "orjson"]
