@@ -82,3 +82,16 @@ def run_push_cli(args: list[str], tmp_path: Any, env: dict[str, str] | None = No
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "customerio_source.cli", "push", *args], cwd=tmp_path,
                           env=full_env, capture_output=True, text=True, timeout=120)
+
+
+def activities(server: Any, ident: str) -> list[dict]:
+    """Every activity of a person, through the App API (paged)."""
+    out: list[dict] = []
+    start = None
+    while True:
+        params = {"limit": 100, **({"start": start} if start else {})}
+        page = app_get(server, f"/v1/customers/{ident}/activities", **params)
+        out.extend(page["activities"])
+        start = page.get("next")
+        if not start:
+            return out

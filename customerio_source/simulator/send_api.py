@@ -93,6 +93,8 @@ class SendApis:
     track_rate_limit: float | None = None
     record_events: bool = True
     """False: events are validated and de-duplicated but not kept as activities (benchmarks of 1M events)."""
+    latency: float = 0.0
+    """Seconds each Track / Data Pipelines request waits before it is handled (crash tests)."""
     stats: SendStats = field(default_factory=SendStats)
     seen_event_ids: set[str] = field(default_factory=set)
     duplicates: int = 0
@@ -156,6 +158,8 @@ def dispatch(handler: Any, method: str, url: Any, raw_body: bytes) -> None:
         state.stats.by_path[key] = state.stats.by_path.get(key, 0) + 1
         state.stats.timestamps.append(time.monotonic())
         state.stats.request_bytes.append(len(raw_body))
+    if state.latency:
+        time.sleep(state.latency)
     try:
         if handler.headers.get("Content-Encoding", "") == "gzip" and raw_body:
             raw_body = gzip.decompress(raw_body)
