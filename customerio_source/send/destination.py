@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +86,28 @@ def settings_from(site_id: str | None = None, api_key: str | None = None, write_
                     rate_limit=float(rate_limit) if rate_limit else None, workers=int(workers or 1))
 
 
+VARIANT = re.compile(r"^(?P<base>.+)(?:__|\u25b6)v_[a-z0-9_]+$")  # snake_case and direct naming
+
+
+def clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row as the source had it: without dlt's columns, and a value dlt put in a variant column (one
+    that did not fit the column's inferred type, ``timestamp__v_text``) back under its own name."""
+    out: dict[str, Any] = {}
+    variants = []
+    for name, value in row.items():
+        if name.startswith("_dlt_"):
+            continue
+        match = VARIANT.match(name)
+        if match:
+            variants.append((match.group("base"), value))
+        else:
+            out[name] = value
+    for base, value in variants:
+        if value is not None and out.get(base) is None:
+            out[base] = value
+    return out
+
+
 def push_batch(rows: list[dict[str, Any]], table: Mapping[str, Any], settings: Settings,
                operations: Mapping[str, str] | None = None, key: str | None = None,
                rejections_dir: str | None = None, dry_run: bool = False) -> None:
@@ -92,7 +115,7 @@ def push_batch(rows: list[dict[str, Any]], table: Mapping[str, Any], settings: S
     if not rows:
         return
     load_id = str(rows[0].get("_dlt_load_id") or "")
-    rows = [{k: v for k, v in row.items() if not k.startswith("_dlt_")} for row in rows]
+    rows = [clean_row(row) for row in rows]
     op = operation_for(table, operations, key, settings.api)
     builder = Builder(op, table["name"], settings.api)
     items, rejected = plan(rows, builder, load_id)
