@@ -166,7 +166,9 @@ def dispatch(handler: Any, method: str, url: Any, raw_body: bytes) -> None:
         auth = basic_auth(handler.headers.get("Authorization", ""))
         if is_cdp:
             if auth is None or auth[0] != state.write_key:
-                raise meta_errors(401, "Unauthorized request")
+                # the official library reads `code` and `message` from an error answer
+                raise SendError(401, {"code": "unauthorized", "message": "Unauthorized request",
+                                      "meta": {"errors": ["Unauthorized request"]}})
             body = _json(raw_body)
             strict = handler.headers.get("X-Strict-Mode", "") == "1"
             with sim.ws.lock:
