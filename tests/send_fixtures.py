@@ -36,15 +36,21 @@ def send_server() -> Iterator[Any]:
 
 def app_get(server: Any, path: str, **params: Any) -> dict:
     """A GET on the App API of the same workspace."""
-    response = requests.get(server.base_url + path, params=params, headers={"Authorization": f"Bearer {APP_KEY}"},
-                            timeout=10)
+    response = requests.get(
+        server.base_url + path, params=params, headers={"Authorization": f"Bearer {APP_KEY}"}, timeout=10
+    )
     response.raise_for_status()
     return response.json()
 
 
 def customer(server: Any, ident: str, id_type: str = "id") -> dict | None:
-    answer = requests.post(server.base_url + "/v1/customers/attributes", params={"id_type": id_type},
-                           json={"ids": [ident]}, headers={"Authorization": f"Bearer {APP_KEY}"}, timeout=10).json()
+    answer = requests.post(
+        server.base_url + "/v1/customers/attributes",
+        params={"id_type": id_type},
+        json={"ids": [ident]},
+        headers={"Authorization": f"Bearer {APP_KEY}"},
+        timeout=10,
+    ).json()
     found = answer["customers"]
     return found[0]["customer"] if found else None
 
@@ -52,12 +58,17 @@ def customer(server: Any, ident: str, id_type: str = "id") -> dict | None:
 def destination(server: Any, api: str = "track", **kwargs: Any) -> Any:
     base = server.base_url + ("/cdp/v1" if api == "cdp" else "")
     kwargs.setdefault("rate_limit", 0)
-    return customerio_track(site_id=SITE_ID, api_key=TRACK_KEY, write_key=WRITE_KEY, base_url=base, api=api,
-                            **kwargs)
+    return customerio_track(site_id=SITE_ID, api_key=TRACK_KEY, write_key=WRITE_KEY, base_url=base, api=api, **kwargs)
 
 
-def push(server: Any, tmp_path: Any, tables: dict[str, tuple[list[dict], str] | tuple[list[dict], str, str]],
-         api: str = "track", name: str | None = None, **kwargs: Any) -> dlt.Pipeline:
+def push(
+    server: Any,
+    tmp_path: Any,
+    tables: dict[str, tuple[list[dict], str] | tuple[list[dict], str, str]],
+    api: str = "track",
+    name: str | None = None,
+    **kwargs: Any,
+) -> dlt.Pipeline:
     """Push ``{table: (rows, operation[, key])}`` through ``runner.load``; the pipeline (for its folders)."""
 
     @dlt.source(name="rows")
@@ -68,9 +79,11 @@ def push(server: Any, tmp_path: Any, tables: dict[str, tuple[list[dict], str] | 
             out.append(send_as(dlt.resource(rows, name=table), operation, key[0] if key else None))
         return out
 
-    pipeline = dlt.pipeline(pipeline_name=name or f"push_{uuid.uuid4().hex[:8]}",
-                            pipelines_dir=str(tmp_path / "pipelines"),
-                            destination=destination(server, api, rejections_dir=str(tmp_path / "spool"), **kwargs))
+    pipeline = dlt.pipeline(
+        pipeline_name=name or f"push_{uuid.uuid4().hex[:8]}",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=destination(server, api, rejections_dir=str(tmp_path / "spool"), **kwargs),
+    )
     load(pipeline, source())
     return pipeline
 
@@ -80,8 +93,14 @@ def run_push_cli(args: list[str], tmp_path: Any, env: dict[str, str] | None = No
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMERIO_", "SOURCES__", "DESTINATION__"))}
     full_env["DLT_DATA_DIR"] = str(tmp_path / "dlt")
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "customerio_source.cli", "push", *args], cwd=tmp_path,
-                          env=full_env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "customerio_source.cli", "push", *args],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def activities(server: Any, ident: str) -> list[dict]:

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from .send_fixtures import SITE_ID, TRACK_KEY, activities, customer, send_server  # noqa: F401 - fixture
+from .send_fixtures import SITE_ID, TRACK_KEY, activities, customer
 
 PEOPLE, VERSIONS, EVENTS = 300, 3, 6000
 
@@ -21,7 +21,8 @@ from customerio_source.runner import load
 from customerio_source.send import customerio_track, send_as
 
 base_url, pipelines_dir, now = sys.argv[1], sys.argv[2], int(sys.argv[3])
-people = [{"id": f"c{p}", "version": v, "pad": "x" * 300} for v in range(1, %(versions)d + 1) for p in range(%(people)d)]
+people = [{"id": f"c{p}", "version": v, "pad": "x" * 300}
+          for v in range(1, %(versions)d + 1) for p in range(%(people)d)]
 events = [{"id": f"c{i %% %(people)d}", "event_id": i, "name": "step", "timestamp": now - 5000 + i %% 4000}
           for i in range(%(events)d)]
 
@@ -41,12 +42,16 @@ print("done")
 def _child(server: Any, tmp_path: Any) -> subprocess.Popen:
     code = CHILD % {"versions": VERSIONS, "people": PEOPLE, "events": EVENTS, "site": SITE_ID, "key": TRACK_KEY}
     env = {**os.environ, "DLT_DATA_DIR": str(tmp_path / "dlt")}
-    return subprocess.Popen([sys.executable, "-c", code, server.base_url, str(tmp_path / "pipelines"),
-                             str(server.workspace.now)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, server.base_url, str(tmp_path / "pipelines"), str(server.workspace.now)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def test_kill_9_mid_push_then_rerun(send_server: Any, tmp_path: Any) -> None:  # noqa: F811
+def test_kill_9_mid_push_then_rerun(send_server: Any, tmp_path: Any) -> None:
     state = send_server.send
     state.latency = 0.02
     child = _child(send_server, tmp_path)

@@ -14,42 +14,49 @@ from customerio_source.send.rejections import load_rejections, read_spool, spool
 from customerio_source.send.transport import Settings
 
 from .scripted_server import ScriptedServer
-from .send_fixtures import SITE_ID, TRACK_KEY, customer, push, send_server  # noqa: F401 - fixture
+from .send_fixtures import SITE_ID, TRACK_KEY, customer, push
 
 
-def test_207_names_rejected_items_and_the_rest_is_applied(send_server: Any, tmp_path: Any) -> None:  # noqa: F811
+def test_207_names_rejected_items_and_the_rest_is_applied(send_server: Any, tmp_path: Any) -> None:
     rows = [{"object_id": f"o{i}", "name": f"n{i}"} for i in range(5)]
     people = [{"id": "ok1", "plan": "a"}, {"id": "ok2", "plan": "b"}]
     push(send_server, tmp_path, {"people": (people, "identify"), "companies": (rows, "object:99", "object_id")})
     records = list(read_spool(spool_files(str(tmp_path / "spool"))))
     assert sorted(r["row_key"] for r in records) == [f"o{i}" for i in range(5)]
     assert {(r["source_table"], r["operation"], r["reason"], r["field"]) for r in records} == {
-        ("companies", "object:99", "not_found", "identifiers.object_type_id")}
+        ("companies", "object:99", "not_found", "identifiers.object_type_id")
+    }
     assert send_server.send.stats.status_counts.get(207) == 1
     assert customer(send_server, "ok1")["attributes"]["plan"] == "a"
 
 
-def test_rejections_land_in_a_warehouse_table_without_secrets(send_server: Any, tmp_path: Any) -> None:  # noqa: F811
+def test_rejections_land_in_a_warehouse_table_without_secrets(send_server: Any, tmp_path: Any) -> None:
     rows = [{"id": "fine", "plan": "x"}, {"plan": "no id"}, {"id": "y" * 200}]
     push(send_server, tmp_path, {"people": (rows, "identify")})
     db = str(tmp_path / "w.duckdb")
     import dlt
 
-    reasons = load_rejections(str(tmp_path / "spool"), dlt.destinations.duckdb(db), "main", "rej",
-                              str(tmp_path / "pipelines"))
+    reasons = load_rejections(
+        str(tmp_path / "spool"), dlt.destinations.duckdb(db), "main", "rej", str(tmp_path / "pipelines")
+    )
     assert dict(reasons) == {"missing_identifier": 1, "identifier_too_long": 1}
     with duckdb.connect(db, read_only=True) as con:
-        got = con.execute("SELECT source_table, operation, reason, field FROM main.customerio_rejections "
-                          "ORDER BY reason").fetchall()
+        got = con.execute(
+            "SELECT source_table, operation, reason, field FROM main.customerio_rejections ORDER BY reason"
+        ).fetchall()
         text = str(con.execute("SELECT * FROM main.customerio_rejections").fetchall())
-    assert got == [("people", "identify", "identifier_too_long", "id"), ("people", "identify", "missing_identifier", "id")]
+    assert got == [
+        ("people", "identify", "identifier_too_long", "id"),
+        ("people", "identify", "missing_identifier", "id"),
+    ]
     assert TRACK_KEY not in text and SITE_ID not in text
     assert spool_files(str(tmp_path / "spool")) == []
 
 
 def _settings(base_url: str, **kwargs: Any) -> Settings:
-    return Settings(api="track", base_url=base_url, site_id=SITE_ID, api_key=TRACK_KEY, rate_limit=None,
-                    max_attempts=3, **kwargs)
+    return Settings(
+        api="track", base_url=base_url, site_id=SITE_ID, api_key=TRACK_KEY, rate_limit=None, max_attempts=3, **kwargs
+    )
 
 
 def test_401_stops_at_once_with_one_line_and_no_secret(tmp_path: Any) -> None:
@@ -57,8 +64,13 @@ def test_401_stops_at_once_with_one_line_and_no_secret(tmp_path: Any) -> None:
     server.__enter__()
     try:
         with pytest.raises(AuthError) as caught:
-            push_batch([{"id": "a"}], {"name": "people"}, _settings(server.base_url), {"people": "identify"},
-                       rejections_dir=str(tmp_path))
+            push_batch(
+                [{"id": "a"}],
+                {"name": "people"},
+                _settings(server.base_url),
+                {"people": "identify"},
+                rejections_dir=str(tmp_path),
+            )
     finally:
         server.__exit__()
     message = str(caught.value)
@@ -71,8 +83,13 @@ def test_400_stops_at_once(tmp_path: Any) -> None:
     server.__enter__()
     try:
         with pytest.raises(ApiError) as caught:
-            push_batch([{"id": "a"}], {"name": "people"}, _settings(server.base_url), {"people": "identify"},
-                       rejections_dir=str(tmp_path))
+            push_batch(
+                [{"id": "a"}],
+                {"name": "people"},
+                _settings(server.base_url),
+                {"people": "identify"},
+                rejections_dir=str(tmp_path),
+            )
     finally:
         server.__exit__()
     assert "malformed (400): batch is malformed" in str(caught.value)
@@ -84,12 +101,19 @@ def test_200_with_errors_counts_as_rejections(tmp_path: Any) -> None:
     server = ScriptedServer(lambda m, p, q, b: (200, {}, answer))
     server.__enter__()
     try:
-        push_batch([{"id": "a"}, {"id": "b"}, {"id": "c"}], {"name": "people"}, _settings(server.base_url),
-                   {"people": "identify"}, key="id", rejections_dir=str(tmp_path))
+        push_batch(
+            [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+            {"name": "people"},
+            _settings(server.base_url),
+            {"people": "identify"},
+            key="id",
+            rejections_dir=str(tmp_path),
+        )
     finally:
         server.__exit__()
     assert [(r["row_key"], r["reason"], r["field"]) for r in read_spool(spool_files(str(tmp_path)))] == [
-        ("b", "invalid", "attributes.x")]
+        ("b", "invalid", "attributes.x")
+    ]
 
 
 def test_429_honours_retry_after_and_5xx_is_retried(tmp_path: Any) -> None:
@@ -98,8 +122,13 @@ def test_429_honours_retry_after_and_5xx_is_retried(tmp_path: Any) -> None:
     server.__enter__()
     started = time.monotonic()
     try:
-        push_batch([{"id": "a"}], {"name": "people"}, _settings(server.base_url), {"people": "identify"},
-                   rejections_dir=str(tmp_path))
+        push_batch(
+            [{"id": "a"}],
+            {"name": "people"},
+            _settings(server.base_url),
+            {"people": "identify"},
+            rejections_dir=str(tmp_path),
+        )
     finally:
         server.__exit__()
     assert len(server.requests) == 3
@@ -107,7 +136,7 @@ def test_429_honours_retry_after_and_5xx_is_retried(tmp_path: Any) -> None:
     assert all(r["headers"]["Authorization"].startswith("Basic ") for r in server.requests)
 
 
-def test_simulated_track_rate_limit_is_held_by_the_limiter(send_server: Any, tmp_path: Any) -> None:  # noqa: F811
+def test_simulated_track_rate_limit_is_held_by_the_limiter(send_server: Any, tmp_path: Any) -> None:
     from customerio_source.simulator.send_api import configure
 
     state = configure(send_server, site_id=SITE_ID, track_api_key=TRACK_KEY, track_rate_limit=20)
@@ -119,7 +148,7 @@ def test_simulated_track_rate_limit_is_held_by_the_limiter(send_server: Any, tmp
     assert time.monotonic() - started >= (state.stats.requests - 1) / 10 * 0.9
 
 
-def test_replayed_events_are_applied_once(send_server: Any, tmp_path: Any) -> None:  # noqa: F811
+def test_replayed_events_are_applied_once(send_server: Any, tmp_path: Any) -> None:
     now = send_server.workspace.now
     events = [{"id": "rep", "event_id": i, "name": "tick", "timestamp": now - 100 + i} for i in range(50)]
     for _ in range(3):

@@ -14,7 +14,7 @@ import pytest
 from customerio_source.simulator import SimulatorServer, Workspace
 from customerio_source.simulator.send_api import configure
 
-from .send_fixtures import SITE_ID, TRACK_KEY, WRITE_KEY, activities, customer, send_server  # noqa: F401
+from .send_fixtures import SITE_ID, TRACK_KEY, WRITE_KEY, activities, customer
 
 
 def self_signed(folder: Any) -> tuple[str, str]:
@@ -26,9 +26,28 @@ def self_signed(folder: Any) -> tuple[str, str]:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import NameOID
     except ImportError:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )
         return cert, key
     import ipaddress
 
@@ -36,8 +55,12 @@ def self_signed(folder: Any) -> tuple[str, str]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
@@ -46,8 +69,11 @@ def self_signed(folder: Any) -> tuple[str, str]:
     with open(cert, "wb") as handle:
         handle.write(certificate.public_bytes(serialization.Encoding.PEM))
     with open(key, "wb") as handle:
-        handle.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        handle.write(
+            private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return cert, key
 
 
@@ -69,13 +95,31 @@ def test_official_track_client(tls_server: Any) -> None:
     client = CustomerIO(SITE_ID, TRACK_KEY, host="127.0.0.1", port=tls_server.port, retries=0)
     now = tls_server.workspace.now
     client.identify(id="official-1", email="o1@example.com", plan="gold")
-    client.track(customer_id="official-1", name="purchased", data={"sku": "A1"}, timestamp=now - 60,
-                 id="01J0000000000000000000000A")
-    client.track(customer_id="official-1", name="purchased", data={"sku": "A1"}, timestamp=now - 60,
-                 id="01J0000000000000000000000A")  # the same id again: ignored
+    client.track(
+        customer_id="official-1",
+        name="purchased",
+        data={"sku": "A1"},
+        timestamp=now - 60,
+        id="01J0000000000000000000000A",
+    )
+    client.track(
+        customer_id="official-1",
+        name="purchased",
+        data={"sku": "A1"},
+        timestamp=now - 60,
+        id="01J0000000000000000000000A",
+    )  # the same id again: ignored
     client.add_device(customer_id="official-1", device_id="tok-1", platform="ios")
-    client.batch([{"type": "person", "action": "identify", "identifiers": {"id": "official-2"},
-                   "attributes": {"plan": "silver"}}])
+    client.batch(
+        [
+            {
+                "type": "person",
+                "action": "identify",
+                "identifiers": {"id": "official-2"},
+                "attributes": {"plan": "silver"},
+            }
+        ]
+    )
     client.merge_customers("id", "official-1", "id", "official-2")
     record = _app_customer(tls_server, "official-1")
     assert record["attributes"]["plan"] == "gold" and record["attributes"]["email"] == "o1@example.com"
@@ -88,13 +132,18 @@ def test_official_track_client(tls_server: Any) -> None:
         wrong.identify(id="x", plan="y")
 
 
-def test_official_data_pipelines_client(send_server: Any) -> None:  # noqa: F811
+def test_official_data_pipelines_client(send_server: Any) -> None:
     from customerio.analytics import Client
     from customerio.analytics.request import APIError
 
     errors: list[Any] = []
-    client = Client(WRITE_KEY, host=send_server.base_url + "/cdp", sync_mode=True, gzip=True,
-                    on_error=lambda error, items: errors.append(error))
+    client = Client(
+        WRITE_KEY,
+        host=send_server.base_url + "/cdp",
+        sync_mode=True,
+        gzip=True,
+        on_error=lambda error, items: errors.append(error),
+    )
     client.identify("cdp-1", {"email": "c1@example.com", "plan": "team"})
     client.track("cdp-1", "Signed Up", {"via": "python"})
     client.page("cdp-1", name="Pricing", properties={"url": "https://example.com/pricing"})
@@ -114,13 +163,19 @@ def test_official_data_pipelines_client(send_server: Any) -> None:  # noqa: F811
 def _app_customer(server: Any, ident: str) -> dict | None:
     import requests
 
-    answer = requests.post(server.base_url + "/v1/customers/attributes", params={"id_type": "id"},
-                           json={"ids": [ident]}, headers={"Authorization": "Bearer app"}, timeout=10).json()
+    answer = requests.post(
+        server.base_url + "/v1/customers/attributes",
+        params={"id_type": "id"},
+        json={"ids": [ident]},
+        headers={"Authorization": "Bearer app"},
+        timeout=10,
+    ).json()
     return answer["customers"][0]["customer"] if answer["customers"] else None
 
 
 def _app_activities(server: Any, ident: str) -> list[dict]:
     import requests
 
-    return requests.get(f"{server.base_url}/v1/customers/{ident}/activities", headers={"Authorization": "Bearer app"},
-                        timeout=10).json()["activities"]
+    return requests.get(
+        f"{server.base_url}/v1/customers/{ident}/activities", headers={"Authorization": "Bearer app"}, timeout=10
+    ).json()["activities"]

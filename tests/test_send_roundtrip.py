@@ -12,7 +12,7 @@ import duckdb
 
 from customerio_source import customerio_source, load
 
-from .send_fixtures import APP_KEY, SITE_ID, TRACK_KEY, run_push_cli, send_server  # noqa: F401 - fixture
+from .send_fixtures import APP_KEY, SITE_ID, TRACK_KEY, run_push_cli
 
 PEOPLE, EVENTS = 40, 160
 
@@ -29,12 +29,12 @@ def make_warehouse(path: str, now: int) -> None:
                         FROM range({EVENTS}) t(i)""")
 
 
-def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -> None:  # noqa: F811
+def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -> None:
     now = send_server.workspace.now
     warehouse = str(tmp_path / "warehouse.duckdb")
     make_warehouse(warehouse, now)
     env = {"CUSTOMERIO_SITE_ID": SITE_ID, "CUSTOMERIO_TRACK_API_KEY": TRACK_KEY}
-    common = ["--from", f"duckdb:{warehouse}", "--base-url", send_server.base_url, "--rate-limit", "0"]
+    common = ["--from", f"duckdb:{warehouse}", "--base-url".base_url, "--rate-limit", "0"]
     people = run_push_cli([*common, "--table", "people", "--as", "identify"], tmp_path, env)
     assert people.returncode == 0, people.stderr
     assert f"pushed {PEOPLE} rows of main.people as identify" in people.stdout
@@ -44,16 +44,30 @@ def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -
         assert TRACK_KEY not in output and SITE_ID not in output
 
     out = str(tmp_path / "extracted.duckdb")
-    pipeline = dlt.pipeline(pipeline_name="rt_extract", pipelines_dir=str(tmp_path / "pipelines"),
-                            destination=dlt.destinations.duckdb(out), dataset_name="cio")
-    load(pipeline, customerio_source(api_key=APP_KEY, base_url=send_server.base_url, rate_limit=0,
-                                     tables=["customers", "customer_attributes", "activities"]))
+    pipeline = dlt.pipeline(
+        pipeline_name="rt_extract",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(out),
+        dataset_name="cio",
+    )
+    load(
+        pipeline,
+        customerio_source(
+            api_key=APP_KEY,
+            base_url=send_server.base_url,
+            rate_limit=0,
+            tables=["customers", "customer_attributes", "activities"],
+        ),
+    )
     with duckdb.connect(out, read_only=True) as con:
         customers = con.execute("SELECT id, email FROM cio.customers WHERE id LIKE 'rt\\_%' ESCAPE '\\'").fetchall()
-        attrs = con.execute("SELECT id, attributes FROM cio.customer_attributes WHERE id LIKE 'rt\\_%' ESCAPE '\\'"
-                            ).fetchall()
-        acts = con.execute("SELECT customer_identifiers__id, name, timestamp, data FROM cio.activities "
-                           "WHERE type = 'event' AND customer_identifiers__id LIKE 'rt\\_%' ESCAPE '\\'").fetchall()
+        attrs = con.execute(
+            "SELECT id, attributes FROM cio.customer_attributes WHERE id LIKE 'rt\\_%' ESCAPE '\\'"
+        ).fetchall()
+        acts = con.execute(
+            "SELECT customer_identifiers__id, name, timestamp, data FROM cio.activities "
+            "WHERE type = 'event' AND customer_identifiers__id LIKE 'rt\\_%' ESCAPE '\\'"
+        ).fetchall()
     assert sorted(customers) == sorted((f"rt_{i}", f"rt{i}@example.com") for i in range(PEOPLE))
     got = {ident: json.loads(a) if isinstance(a, str) else a for ident, a in attrs}
     for i in range(PEOPLE):
@@ -62,11 +76,15 @@ def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -
         assert record["plan"] == ("pro" if i % 2 == 0 else "free")
         if created is not None:
             assert record["created_at"] == str(created)
+
     def unix(value: Any) -> int:
         return int(value.timestamp()) if hasattr(value, "timestamp") else int(value)
 
-    found = sorted((ident, name, unix(ts), json.loads(d)["event_id"] if isinstance(d, str) else d["event_id"])
-                   for ident, name, ts, d in acts)
-    expected = sorted((f"rt_{i % PEOPLE}", "purchase" if i % 3 == 0 else "login", now - 3600 + i * 7, i)
-                      for i in range(EVENTS))
+    found = sorted(
+        (ident, name, unix(ts), json.loads(d)["event_id"] if isinstance(d, str) else d["event_id"])
+        for ident, name, ts, d in acts
+    )
+    expected = sorted(
+        (f"rt_{i % PEOPLE}", "purchase" if i % 3 == 0 else "login", now - 3600 + i * 7, i) for i in range(EVENTS)
+    )
     assert found == expected

@@ -24,10 +24,23 @@ def build(operation: str, row: dict, api: str = "track", key: str | None = None)
 
 
 def test_identify_item_uses_first_identifier_and_unix_created_at() -> None:
-    item = build("identify", {"id": "u1", "email": "a@x.io", "cio_id": None, "plan": "pro",
-                              "created_at": "2024-01-02T03:04:05Z", "nothing": None})
-    assert item == {"type": "person", "identifiers": {"id": "u1"}, "action": "identify",
-                    "attributes": {"email": "a@x.io", "plan": "pro", "created_at": 1704164645}}
+    item = build(
+        "identify",
+        {
+            "id": "u1",
+            "email": "a@x.io",
+            "cio_id": None,
+            "plan": "pro",
+            "created_at": "2024-01-02T03:04:05Z",
+            "nothing": None,
+        },
+    )
+    assert item == {
+        "type": "person",
+        "identifiers": {"id": "u1"},
+        "action": "identify",
+        "attributes": {"email": "a@x.io", "plan": "pro", "created_at": 1704164645},
+    }
     assert build("identify", {"email": "b@x.io", "n": 2})["identifiers"] == {"email": "b@x.io"}
     assert build("identify", {"cio_id": "abc", "n": 2})["identifiers"] == {"cio_id": "abc"}
 
@@ -98,7 +111,8 @@ def test_plan_keeps_rejected_rows_out_of_the_items() -> None:
     items, rejected = plan([{"id": "a"}, {"plan": "x"}, {"id": "c"}], builder, "123.4")
     assert [i.row for i in items] == [0, 2]
     assert [(r.source_table, r.row_key, r.operation, r.reason, r.field, r.load_id) for r in rejected] == [
-        ("people", "", "identify", "missing_identifier", "id", "123.4")]
+        ("people", "", "identify", "missing_identifier", "id", "123.4")
+    ]
 
 
 def test_pack_fills_requests_up_to_500_kb_and_no_further() -> None:
@@ -122,8 +136,12 @@ def test_segment_rows_become_calls_of_at_most_1000_ids() -> None:
     items, _ = plan([{"id": f"u{i}"} for i in range(2500)] + [{"email": "e@x.io"}], builder, "1")
     requests = pack(items, "track", "7")
     ids = [(r.path, r.params["id_type"], len(orjson.loads(r.body())["ids"])) for r in requests]
-    assert ids == [("/api/v1/segments/7/add_customers", "id", 1000), ("/api/v1/segments/7/add_customers", "id", 1000),
-                   ("/api/v1/segments/7/add_customers", "id", 500), ("/api/v1/segments/7/add_customers", "email", 1)]
+    assert ids == [
+        ("/api/v1/segments/7/add_customers", "id", 1000),
+        ("/api/v1/segments/7/add_customers", "id", 1000),
+        ("/api/v1/segments/7/add_customers", "id", 500),
+        ("/api/v1/segments/7/add_customers", "email", 1),
+    ]
 
 
 def test_requests_naming_one_person_wait_for_each_other() -> None:
@@ -198,13 +216,23 @@ def test_missing_columns_are_bad_input() -> None:
 
 def test_cdp_calls() -> None:
     assert build("identify", {"id": "u1", "email": "a@x.io", "created_at": 1700000000}, "cdp") == {
-        "type": "identify", "userId": "u1", "traits": {"email": "a@x.io", "createdAt": "2023-11-14T22:13:20Z"}}
+        "type": "identify",
+        "userId": "u1",
+        "traits": {"email": "a@x.io", "createdAt": "2023-11-14T22:13:20Z"},
+    }
     call = build("event", {"id": "u1", "name": "signup", "timestamp": 1700000000, "n": 1}, "cdp")
     assert call["type"] == "track" and call["event"] == "signup" and ULID.match(call["messageId"])
     assert call["timestamp"] == "2023-11-14T22:13:20Z" and call["properties"] == {"n": 1}
     assert build("merge", {"primary_id": "a", "secondary_id": "b"}, "cdp") == {
-        "type": "alias", "userId": "a", "previousId": "b"}
+        "type": "alias",
+        "userId": "a",
+        "previousId": "b",
+    }
     assert build("object:2", {"object_id": "acme", "id": "u1", "name": "Acme"}, "cdp") == {
-        "type": "group", "userId": "u1", "groupId": "acme", "traits": {"object_type_id": "2", "name": "Acme"}}
+        "type": "group",
+        "userId": "u1",
+        "groupId": "acme",
+        "traits": {"object_type_id": "2", "name": "Acme"},
+    }
     with pytest.raises(Rejection, match="userId"):
         build("identify", {"email": "a@x.io"}, "cdp")

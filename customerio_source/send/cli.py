@@ -53,14 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api", default=None, choices=("track", "cdp"), help="default track")
     parser.add_argument("--region", default=None, choices=("us", "eu"), help="default us")
     parser.add_argument("--base-url", default=None, help="override the API root (proxy, simulator)")
-    parser.add_argument("--incremental-column", default=None,
-                        help="push only rows whose COL grew since the last successful push")
-    parser.add_argument("--rate-limit", type=float, default=None,
-                        help=f"requests per second (default {limits.DEFAULT_RATE:g}, at most "
-                        f"{limits.TRACK_MAX_RATE:g}; 0: off)")
+    parser.add_argument(
+        "--incremental-column", default=None, help="push only rows whose COL grew since the last successful push"
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help=f"requests per second (default {limits.DEFAULT_RATE:g}, at most {limits.TRACK_MAX_RATE:g}; 0: off)",
+    )
     parser.add_argument("--workers", type=int, default=4, help="requests in flight at once (default 4)")
     parser.add_argument("--pipeline-name", default=None, help="default customerio_push_<table>")
-    parser.add_argument("--dry-run", action="store_true", help="validate and count requests and rejections; send nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate and count requests and rejections; send nothing"
+    )
     parser.add_argument("--demo", action="store_true", help="push into the simulated workspace (no credentials)")
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     return parser
@@ -79,8 +85,9 @@ def push_main(argv: Sequence[str]) -> int:
         quiet_tracebacks()
     # a 401 or a 400 is not worth a second attempt of the load job: the package stays pending instead
     os.environ.setdefault(RETRIES_ENV, "1")
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     secrets: list[str] = []
     try:
         return run_push(args, secrets)
@@ -152,9 +159,16 @@ def resolve_settings(args: argparse.Namespace, server: Any) -> Settings:
     def secret(name: str, env: str) -> str | None:
         return os.environ.get(env) or dlt.secrets.get(f"destination.customerio.{name}")
 
-    return settings_from(secret("site_id", "CUSTOMERIO_SITE_ID"), secret("api_key", "CUSTOMERIO_TRACK_API_KEY"),
-                         secret("write_key", "CUSTOMERIO_CDP_API_KEY"), region,
-                         args.base_url or dlt.config.get("destination.customerio.base_url"), api, rate, args.workers)
+    return settings_from(
+        secret("site_id", "CUSTOMERIO_SITE_ID"),
+        secret("api_key", "CUSTOMERIO_TRACK_API_KEY"),
+        secret("write_key", "CUSTOMERIO_CDP_API_KEY"),
+        region,
+        args.base_url or dlt.config.get("destination.customerio.base_url"),
+        api,
+        rate,
+        args.workers,
+    )
 
 
 def preflight(settings: Settings) -> None:
@@ -164,8 +178,9 @@ def preflight(settings: Settings) -> None:
         answer = client.request("GET", "/api/v1/accounts/region", table="-")
         region = str(answer.get("region") or "").lower()
         if region in ("us", "eu") and region != settings.region:
-            raise ConfigError(f"the workspace is in the {region.upper()} region, not {settings.region.upper()}: "
-                              f"use --region {region}")
+            raise ConfigError(
+                f"the workspace is in the {region.upper()} region, not {settings.region.upper()}: use --region {region}"
+            )
     else:
         import orjson
 
@@ -207,8 +222,9 @@ def run_push(args: argparse.Namespace, secrets: list[str]) -> int:
         args.table = args.table or default_table
         args.operation = args.operation or default_op
     if not args.origin or not args.table or not args.operation:
-        raise ConfigError("push needs --from duckdb:PATH|postgres:DSN, --table [SCHEMA.]TABLE and --as OPERATION "
-                          "(or --demo)")
+        raise ConfigError(
+            "push needs --from duckdb:PATH|postgres:DSN, --table [SCHEMA.]TABLE and --as OPERATION (or --demo)"
+        )
     origin = Origin.parse(args.origin)
     if origin.kind == "postgres":
         secrets.append(origin.target)
@@ -256,15 +272,18 @@ def dry_run(resource: Any, op: Any, table: str, settings: Settings, label: str) 
         batch.clear()
 
     for chunk in resource:
-        for row in chunk if isinstance(chunk, list) else [chunk]:
+        rows_of = chunk.to_pylist() if hasattr(chunk, "to_pylist") else chunk if isinstance(chunk, list) else [chunk]
+        for row in rows_of:
             batch.append(row)
             rows += 1
             if len(batch) >= DEFAULT_BATCH_ROWS:
                 flush()
     flush()
     floor = item_bytes / limits.REQUEST_BYTES
-    print(f"dry run: {rows} rows of {label} as {op.text} ({settings.api} API) would take {requests} requests "
-          f"({item_bytes:,} bytes of batch items; byte floor {floor:.1f} requests); nothing was sent")
+    print(
+        f"dry run: {rows} rows of {label} as {op.text} ({settings.api} API) would take {requests} requests "
+        f"({item_bytes:,} bytes of batch items; byte floor {floor:.1f} requests); nothing was sent"
+    )
     return report_rejections(reasons, None)
 
 
@@ -284,19 +303,37 @@ def rejections_destination(origin: Origin) -> Any:
     return dlt.destinations.postgres(credentials=origin.target)
 
 
-def push_table(args: argparse.Namespace, origin: Origin, schema: str, table: str, op: Any, resource: Any,
-               settings: Settings, started: float) -> int:
+def push_table(
+    args: argparse.Namespace,
+    origin: Origin,
+    schema: str,
+    table: str,
+    op: Any,
+    resource: Any,
+    settings: Settings,
+    started: float,
+) -> int:
     from ..runner import load
 
     name = args.pipeline_name or f"customerio_push_{table}"
     spool = os.path.join(dlt.pipeline(pipeline_name=name).working_dir, "customerio_rejections")
     operations = {table: op.text, **({f"{table}.key": ",".join(op.key)} if op.key else {})}
-    pipeline = dlt.pipeline(pipeline_name=name, dataset_name=f"customerio_push_{table}",
-                            destination=customerio_track(
-                                site_id=settings.site_id, api_key=settings.api_key, write_key=settings.write_key,
-                                region=settings.region, base_url=settings.base_url, api=settings.api,
-                                rate_limit=settings.rate_limit or 0, workers=settings.workers,
-                                operations=operations, rejections_dir=spool))
+    pipeline = dlt.pipeline(
+        pipeline_name=name,
+        dataset_name=f"customerio_push_{table}",
+        destination=customerio_track(
+            site_id=settings.site_id,
+            api_key=settings.api_key,
+            write_key=settings.write_key,
+            region=settings.region,
+            base_url=settings.base_url,
+            api=settings.api,
+            rate_limit=settings.rate_limit or 0,
+            workers=settings.workers,
+            operations=operations,
+            rejections_dir=spool,
+        ),
+    )
 
     @dlt.source(name="customerio_push")
     def push_source() -> Any:
@@ -309,16 +346,22 @@ def push_table(args: argparse.Namespace, origin: Origin, schema: str, table: str
     finally:
         # rejections of every batch that finished (this run's, and a resumed package's) go to the warehouse,
         # whether or not the push as a whole went through
-        reasons = load_rejections(spool, rejections_destination(origin), schema, f"{name}_rejections",
-                                  pipelines_dir=os.path.dirname(pipeline.working_dir))
+        reasons = load_rejections(
+            spool,
+            rejections_destination(origin),
+            schema,
+            f"{name}_rejections",
+            pipelines_dir=os.path.dirname(pipeline.working_dir),
+        )
     elapsed = time.monotonic() - started
-    rows, requests, item_bytes = (totals.rows - before[0], totals.requests - before[1],
-                                  totals.item_bytes - before[2])
+    rows, requests, item_bytes = (totals.rows - before[0], totals.requests - before[1], totals.item_bytes - before[2])
     if rows == 0 and not info.loads_ids:
         print(f"nothing to push: no rows of {schema}.{table} changed since the last push")
         return EXIT_OK
     rejected = sum(reasons.values())
-    print(f"pushed {rows} rows of {schema}.{table} as {op.text} to Customer.io ({settings.api} API, "
-          f"{redact(settings.root, settings.root)}) in {elapsed:.1f}s: {requests} requests "
-          f"({item_bytes:,} bytes of items), {rows - rejected} accepted, {rejected} rejected")
+    print(
+        f"pushed {rows} rows of {schema}.{table} as {op.text} to Customer.io ({settings.api} API, "
+        f"{redact(settings.root, settings.root)}) in {elapsed:.1f}s: {requests} requests "
+        f"({item_bytes:,} bytes of items), {rows - rejected} accepted, {rejected} rejected"
+    )
     return report_rejections(reasons, f"{schema}.{REJECTIONS_TABLE} in {origin.label}")

@@ -29,13 +29,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import dlt
+import orjson
 from dlt.common.schema import TTableSchema
 
 from ..errors import ConfigError
 from . import limits
 from .operations import Builder, Operation, parse_operation
-from .push import PushTotals, Request, answer_rejections, pack, plan, send_all
+from .push import MESSAGE_CHARS, Packer, PushTotals, RejectedRow, Request, RequestQueue, answer_rejections
 from .rejections import spool_rejections
+from .rows import Rejection
 from .transport import Settings, client_for
 
 logger = logging.getLogger("customerio_source")
@@ -66,24 +68,39 @@ def send_as(resource: Any, operation: str, key: str | list[str] | None = None) -
     return resource
 
 
-def operation_for(table: Mapping[str, Any], operations: Mapping[str, str] | None, key: str | None,
-                  api: str) -> Operation:
+def operation_for(
+    table: Mapping[str, Any], operations: Mapping[str, str] | None, key: str | None, api: str
+) -> Operation:
     name = table["name"]
     text = table.get(OPERATION_HINT) or (operations or {}).get(name)
     if not text:
-        raise ConfigError(f"table {name} has no Customer.io operation: pass operations={{{name!r}: 'identify'}} "
-                          "or set it with send_as(resource, ...)")
+        raise ConfigError(
+            f"table {name} has no Customer.io operation: pass operations={{{name!r}: 'identify'}} "
+            "or set it with send_as(resource, ...)"
+        )
     return parse_operation(text, table.get(KEY_HINT) or (operations or {}).get(f"{name}.key") or key, api)
 
 
-def settings_from(site_id: str | None = None, api_key: str | None = None, write_key: str | None = None,
-                  region: str | None = "us", base_url: str | None = None, api: str | None = "track",
-                  rate_limit: float | None = limits.DEFAULT_RATE, workers: int = 4) -> Settings:
-    return Settings(api=(api or "track").lower(), region=(region or "us").lower(), base_url=base_url or None,
-                    site_id=str(site_id).strip() if site_id else None,
-                    api_key=str(api_key).strip() if api_key else None,
-                    write_key=str(write_key).strip() if write_key else None,
-                    rate_limit=float(rate_limit) if rate_limit else None, workers=int(workers or 1))
+def settings_from(
+    site_id: str | None = None,
+    api_key: str | None = None,
+    write_key: str | None = None,
+    region: str | None = "us",
+    base_url: str | None = None,
+    api: str | None = "track",
+    rate_limit: float | None = limits.DEFAULT_RATE,
+    workers: int = 4,
+) -> Settings:
+    return Settings(
+        api=(api or "track").lower(),
+        region=(region or "us").lower(),
+        base_url=base_url or None,
+        site_id=str(site_id).strip() if site_id else None,
+        api_key=str(api_key).strip() if api_key else None,
+        write_key=str(write_key).strip() if write_key else None,
+        rate_limit=float(rate_limit) if rate_limit else None,
+        workers=int(workers or 1),
+    )
 
 
 VARIANT = re.compile(r"^(?P<base>.+)(?:__|\u25b6)v_[a-z0-9_]+$")  # snake_case and direct naming
@@ -108,35 +125,97 @@ def clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def push_batch(rows: list[dict[str, Any]], table: Mapping[str, Any], settings: Settings,
-               operations: Mapping[str, str] | None = None, key: str | None = None,
-               rejections_dir: str | None = None, dry_run: bool = False) -> None:
-    """Send one batch of one table's rows (the destination's body, callable on its own)."""
+def push_batch(
+    rows: list[dict[str, Any]],
+    table: Mapping[str, Any],
+    settings: Settings,
+    operations: Mapping[str, str] | None = None,
+    key: str | None = None,
+    rejections_dir: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Send one batch of one table's rows (the destination's body, callable on its own): rows are built
+    into items and packed while the requests already packed are being sent."""
     if not rows:
         return
     load_id = str(rows[0].get("_dlt_load_id") or "")
-    rows = [clean_row(row) for row in rows]
     op = operation_for(table, operations, key, settings.api)
     builder = Builder(op, table["name"], settings.api)
-    items, rejected = plan(rows, builder, load_id)
-    requests = pack(items, settings.api, op.arg if op.kind.startswith("segment") else None)
-    totals = totals_for(settings)
-    item_bytes = sum(len(i.body) for i in items if i.channel == "batch")
-    if not dry_run and requests:
+    packer = Packer(settings.api, op.arg if op.kind.startswith("segment") else None)
+    rejected: list[RejectedRow] = []
+    requests: list[Request] = []
+    if dry_run:
+        queue = None
+    else:
         client = client_for(settings)
 
         def send(request: Request) -> dict[str, Any]:
-            import orjson
+            return client.request(
+                "POST", request.path, params=request.params, body=orjson.Fragment(request.body()), table=table["name"]
+            )
 
-            return client.request("POST", request.path, params=request.params,
-                                  body=orjson.Fragment(request.body()), table=table["name"])
+        queue = RequestQueue(send, settings.workers)
+    item_bytes = 0
+    clean = row_cleaner(rows[0])
+    for index, raw in enumerate(rows):
+        row = clean(raw)
+        rows[index] = row  # the 207 handling reads the row's key again
+        try:
+            item = builder.build(index, row)
+        except Rejection as exc:
+            rejected.append(
+                RejectedRow(
+                    builder.table,
+                    builder.key(row),
+                    op.text,
+                    exc.reason,
+                    exc.field,
+                    exc.message[:MESSAGE_CHARS],
+                    load_id,
+                )
+            )
+            continue
+        if item.channel == "batch":
+            item_bytes += len(item.body)
+        for request in packer.add(item):
+            requests.append(request)
+            if queue is not None:
+                queue.submit(request)
+    for request in packer.flush():
+        requests.append(request)
+        if queue is not None:
+            queue.submit(request)
+    if queue is not None:
+        try:
+            answers = queue.close()
+        finally:
+            spool_rejections(rejected, rejections_dir)  # local rejections are final whatever happens next
+            rejected_locally = len(rejected)
+        more = [
+            r
+            for request, answer in zip(requests, answers, strict=True)
+            for r in answer_rejections(request, answer, rows, builder, load_id)
+        ]
+        spool_rejections(more, rejections_dir)
+        rejected = rejected[:rejected_locally] + more
+    else:
+        spool_rejections(rejected, rejections_dir)
+    totals_for(settings).add(
+        rows=len(rows),
+        accepted=len(rows) - len(rejected),
+        requests=len(requests),
+        item_bytes=item_bytes,
+        rejected=rejected,
+    )
 
-        answers = send_all(requests, send, settings.workers)
-        for request, answer in zip(requests, answers, strict=True):
-            rejected.extend(answer_rejections(request, answer, rows, builder, load_id))
-    spool_rejections(rejected, rejections_dir)
-    totals.add(rows=len(rows), accepted=len(rows) - len(rejected), requests=len(requests), item_bytes=item_bytes,
-               rejected=rejected)
+
+def row_cleaner(sample: Mapping[str, Any]) -> Any:
+    """A function giving rows as the source had them (:func:`clean_row`), fast when nothing but dlt's own
+    columns needs removing (every row of a parquet batch has the same columns)."""
+    if any(VARIANT.match(name) for name in sample):
+        return clean_row
+    keep = [name for name in sample if not name.startswith("_dlt_")]
+    return lambda row: {name: row[name] for name in keep}
 
 
 @dlt.destination(
@@ -186,11 +265,22 @@ def customerio_track(
     (``[destination.customerio]``), then from ``CUSTOMERIO_SITE_ID`` / ``CUSTOMERIO_TRACK_API_KEY`` /
     ``CUSTOMERIO_CDP_API_KEY``; ``api="cdp"`` selects the Data Pipelines transport. Building it sends
     nothing and changes no setting."""
-    given: dict[str, Any] = {"site_id": site_id, "api_key": api_key, "write_key": write_key, "region": region,
-                             "base_url": base_url, "api": api, "operations": dict(operations) if operations else None,
-                             **settings}
+    given: dict[str, Any] = {
+        "site_id": site_id,
+        "api_key": api_key,
+        "write_key": write_key,
+        "region": region,
+        "base_url": base_url,
+        "api": api,
+        "operations": dict(operations) if operations else None,
+        **settings,
+    }
     for name, env in ENV.items():
-        if given.get(name) is None and dlt.config.get(f"destination.customerio.{name}") is None \
-                and dlt.secrets.get(f"destination.customerio.{name}") is None and os.environ.get(env):
+        if (
+            given.get(name) is None
+            and dlt.config.get(f"destination.customerio.{name}") is None
+            and dlt.secrets.get(f"destination.customerio.{name}") is None
+            and os.environ.get(env)
+        ):
             given[name] = os.environ[env]
     return customerio(**{k: v for k, v in given.items() if v is not None})

@@ -105,8 +105,10 @@ def required_columns(op: Operation) -> list[tuple[str, ...]]:
         "relationship_delete": [("object_id",), person],
         "device": [person, ("device_id", "token"), ("platform",)],
         "device_delete": [person, ("device_id", "token")],
-        "merge": [("primary_id", "primary_email", "primary_cio_id"),
-                  ("secondary_id", "secondary_email", "secondary_cio_id")],
+        "merge": [
+            ("primary_id", "primary_email", "primary_cio_id"),
+            ("secondary_id", "secondary_email", "secondary_cio_id"),
+        ],
     }
     out = need.get(op.kind, [person])
     if op.kind in EVENT_KINDS and not op.arg:
@@ -142,8 +144,7 @@ def person_identifiers(row: Mapping[str, Any], prefix: str = "") -> tuple[str, s
         value = row.get(prefix + kind)
         if value is not None and str(value) != "":
             return kind, _identifier(value, prefix + kind)
-    raise Rejection("missing_identifier", f"{prefix}id", f"the row has no {prefix}id, {prefix}email or "
-                    f"{prefix}cio_id")
+    raise Rejection("missing_identifier", f"{prefix}id", f"the row has no {prefix}id, {prefix}email or {prefix}cio_id")
 
 
 def attributes(row: Mapping[str, Any], skip: Sequence[str], field: str = "attributes") -> dict[str, Any]:
@@ -151,17 +152,31 @@ def attributes(row: Mapping[str, Any], skip: Sequence[str], field: str = "attrib
     for name, value in row.items():
         if value is None or name in skip or name.startswith("_dlt_"):
             continue
-        if byte_len(name) > limits.ATTRIBUTE_NAME_BYTES:
-            raise Rejection("attribute_name_too_long", name[:60], f"an attribute name is longer than "
-                            f"{limits.ATTRIBUTE_NAME_BYTES} bytes")
-        value = attribute_value(value)
-        if field != "data" and byte_len(value) > limits.ATTRIBUTE_VALUE_BYTES:
-            raise Rejection("attribute_value_too_long", name, f"the value of {name} is longer than "
-                            f"{limits.ATTRIBUTE_VALUE_BYTES} bytes")
+        if len(name) > limits.ATTRIBUTE_NAME_BYTES // 4 and byte_len(name) > limits.ATTRIBUTE_NAME_BYTES:
+            raise Rejection(
+                "attribute_name_too_long",
+                name[:60],
+                f"an attribute name is longer than {limits.ATTRIBUTE_NAME_BYTES} bytes",
+            )
+        if not isinstance(value, (int, float, str)):
+            value = attribute_value(value)
+        if (
+            field != "data"
+            and (
+                len(value) > limits.ATTRIBUTE_VALUE_BYTES // 4
+                if isinstance(value, str)
+                else not isinstance(value, (int, float))
+            )
+            and byte_len(value) > limits.ATTRIBUTE_VALUE_BYTES
+        ):
+            raise Rejection(
+                "attribute_value_too_long",
+                name,
+                f"the value of {name} is longer than {limits.ATTRIBUTE_VALUE_BYTES} bytes",
+            )
         out[name] = value
     if len(out) > limits.ATTRIBUTES_PER_CALL:
-        raise Rejection("too_many_attributes", field, f"{len(out)} attributes, more than "
-                        f"{limits.ATTRIBUTES_PER_CALL}")
+        raise Rejection("too_many_attributes", field, f"{len(out)} attributes, more than {limits.ATTRIBUTES_PER_CALL}")
     return out
 
 
@@ -171,17 +186,14 @@ def event_name(op: Operation, row: Mapping[str, Any]) -> str:
         raise Rejection("missing_name", "name", "the event has no name")
     name = str(name).strip()
     if byte_len(name) > limits.EVENT_NAME_BYTES:
-        raise Rejection("event_name_too_long", "name", f"the event name is longer than {limits.EVENT_NAME_BYTES} "
-                        "bytes")
+        raise Rejection("event_name_too_long", "name", f"the event name is longer than {limits.EVENT_NAME_BYTES} bytes")
     return name
 
 
 def event_data(row: Mapping[str, Any], skip: Sequence[str]) -> dict[str, Any]:
-    data = attributes(row, skip, "data")
-    if byte_len(data) > limits.EVENT_DATA_BYTES:
-        raise Rejection("event_data_too_large", "data", f"the event data is larger than "
-                        f"{limits.EVENT_DATA_BYTES} bytes")
-    return data
+    """Event data: no per-value limit; its 100,000-byte limit is checked when its item is over 32 KB (an
+    item within 32 KB holds less data than that)."""
+    return attributes(row, skip, "data")
 
 
 def platform_of(row: Mapping[str, Any]) -> str:
@@ -212,8 +224,14 @@ class Builder:
             return Item(index, "segment", entities=entities, segment=payload)
         body = dumps(payload)
         if len(body) > limits.ITEM_BYTES:
-            raise Rejection("item_too_large", "", f"the row's item is {len(body):,} bytes, more than "
-                            f"{limits.ITEM_BYTES:,}")
+            data = payload.get("attributes") or payload.get("properties") or payload.get("data")
+            if self.op.kind in EVENT_KINDS and data and byte_len(data) > limits.EVENT_DATA_BYTES:
+                raise Rejection(
+                    "event_data_too_large", "data", f"the event data is larger than {limits.EVENT_DATA_BYTES:,} bytes"
+                )
+            raise Rejection(
+                "item_too_large", "", f"the row's item is {len(body):,} bytes, more than {limits.ITEM_BYTES:,}"
+            )
         if channel == "v1":
             return Item(index, "v1", body=body, method="POST", path="/api/v1/events", entities=entities)
         return Item(index, "batch", body=body, entities=entities)
@@ -231,12 +249,16 @@ class Builder:
 
     # ---------------------------------------------------------------------- Track
     def _track(self, row: Mapping[str, Any]) -> tuple[Any, tuple[str, ...], str]:
-        kind, op = self.op.kind, self.op
+        kind = self.op.kind
         if kind == "merge":
             primary = person_identifiers(row, "primary_")
             secondary = person_identifiers(row, "secondary_")
-            item = {"type": "person", "action": "merge", "primary": {primary[0]: primary[1]},
-                    "secondary": {secondary[0]: secondary[1]}}
+            item = {
+                "type": "person",
+                "action": "merge",
+                "primary": {primary[0]: primary[1]},
+                "secondary": {secondary[0]: secondary[1]},
+            }
             return item, (f"p:{primary[0]}:{primary[1]}", f"p:{secondary[0]}:{secondary[1]}"), "batch"
         if kind == "anonymous_event":
             anon = row.get("anonymous_id")
@@ -305,24 +327,32 @@ class Builder:
             rel_attrs = attributes(row, ("object_id", *PERSON_COLUMNS), "relationship_attributes")
             if rel_attrs and kind == "relationship":
                 rel["relationship_attributes"] = rel_attrs
-            item.update(action="add_relationships" if kind == "relationship" else "delete_relationships",
-                        cio_relationships=[rel])
+            item.update(
+                action="add_relationships" if kind == "relationship" else "delete_relationships",
+                cio_relationships=[rel],
+            )
         return item, tuple(entities), "batch"
 
     # ------------------------------------------------------------------------ CDP
     def _cdp_user(self, row: Mapping[str, Any], prefix: str = "") -> str:
         value = row.get(prefix + "id")
         if value is None or str(value) == "":
-            raise Rejection("missing_identifier", prefix + "id", f"the Data Pipelines API identifies people by "
-                            f"userId: the row has no {prefix}id")
+            raise Rejection(
+                "missing_identifier",
+                prefix + "id",
+                f"the Data Pipelines API identifies people by userId: the row has no {prefix}id",
+            )
         return _identifier(value, prefix + "id")
 
     def _cdp(self, row: Mapping[str, Any]) -> tuple[Any, tuple[str, ...], str]:
         kind, op = self.op.kind, self.op
         if kind == "merge":
             primary, secondary = self._cdp_user(row, "primary_"), self._cdp_user(row, "secondary_")
-            return ({"type": "alias", "userId": primary, "previousId": secondary},
-                    (f"p:id:{primary}", f"p:id:{secondary}"), "batch")
+            return (
+                {"type": "alias", "userId": primary, "previousId": secondary},
+                (f"p:id:{primary}", f"p:id:{secondary}"),
+                "batch",
+            )
         if kind == "anonymous_event":
             anon = row.get("anonymous_id")
             if anon is None or str(anon) == "":
@@ -338,9 +368,16 @@ class Builder:
             if object_id is None or str(object_id) == "":
                 raise Rejection("missing_identifier", "object_id", "the row has no object_id")
             object_id = _identifier(object_id, "object_id")
-            return ({"type": "track", "anonymousId": f"object:{op.arg}:{object_id}", "event": "Object Deleted",
-                     "properties": {"objectId": object_id, "objectTypeId": int(str(op.arg))}},
-                    (f"o:{op.arg}:{object_id}",), "batch")
+            return (
+                {
+                    "type": "track",
+                    "anonymousId": f"object:{op.arg}:{object_id}",
+                    "event": "Object Deleted",
+                    "properties": {"objectId": object_id, "objectTypeId": int(str(op.arg))},
+                },
+                (f"o:{op.arg}:{object_id}",),
+                "batch",
+            )
         user = self._cdp_user(row)
         entity = (f"p:id:{user}",)
         if kind == "identify":
@@ -366,16 +403,27 @@ class Builder:
                 device["type"] = platform_of(row)
             props = attributes(row, (*PERSON_COLUMNS, "device_id", "token", "platform")) if kind == "device" else {}
             event = "Device Created or Updated" if kind == "device" else "Device Deleted"
-            return ({"type": "track", "userId": user, "event": event, "context": {"device": device},
-                     "properties": props}, entity, "batch")
+            return (
+                {"type": "track", "userId": user, "event": event, "context": {"device": device}, "properties": props},
+                entity,
+                "batch",
+            )
         object_id = row.get("object_id")
         if object_id is None or str(object_id) == "":
             raise Rejection("missing_identifier", "object_id", "the row has no object_id")
         object_id = _identifier(object_id, "object_id")
         entities = (*entity, f"o:{op.arg}:{object_id}")
         if kind == "relationship_delete":
-            return ({"type": "track", "userId": user, "event": "Relationship Deleted",
-                     "properties": {"objectId": object_id, "objectTypeId": int(str(op.arg))}}, entities, "batch")
+            return (
+                {
+                    "type": "track",
+                    "userId": user,
+                    "event": "Relationship Deleted",
+                    "properties": {"objectId": object_id, "objectTypeId": int(str(op.arg))},
+                },
+                entities,
+                "batch",
+            )
         traits = {"object_type_id": str(op.arg)}
         extra = attributes(row, ("object_id", *PERSON_COLUMNS), "traits")
         if kind == "relationship":

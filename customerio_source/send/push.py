@@ -48,8 +48,11 @@ class RejectedRow:
     def record(self) -> dict[str, Any]:
         out = asdict(self)
         digest = hashlib.blake2b(
-            "\x00".join((self.load_id, self.source_table, self.row_key, self.operation, self.reason,
-                         self.field)).encode(), digest_size=12)
+            "\x00".join(
+                (self.load_id, self.source_table, self.row_key, self.operation, self.reason, self.field)
+            ).encode(),
+            digest_size=12,
+        )
         out["rejection_id"] = digest.hexdigest()
         return out
 
@@ -84,8 +87,14 @@ class PushTotals:
     reasons: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, rows: int = 0, accepted: int = 0, requests: int = 0, item_bytes: int = 0,
-            rejected: Iterable[RejectedRow] = ()) -> None:
+    def add(
+        self,
+        rows: int = 0,
+        accepted: int = 0,
+        requests: int = 0,
+        item_bytes: int = 0,
+        rejected: Iterable[RejectedRow] = (),
+    ) -> None:
         with self._lock:
             self.rows += rows
             self.accepted += accepted
@@ -104,44 +113,77 @@ def plan(rows: Iterable[Mapping[str, Any]], builder: Builder, load_id: str) -> t
         try:
             items.append(builder.build(index, row))
         except Rejection as exc:
-            rejected.append(RejectedRow(builder.table, builder.key(row), builder.op.text, exc.reason, exc.field,
-                                        exc.message[:MESSAGE_CHARS], load_id))
+            rejected.append(
+                RejectedRow(
+                    builder.table,
+                    builder.key(row),
+                    builder.op.text,
+                    exc.reason,
+                    exc.field,
+                    exc.message[:MESSAGE_CHARS],
+                    load_id,
+                )
+            )
     return items, rejected
 
 
-def pack(items: Iterable[Item], api: str, segment_id: str | None = None) -> list[Request]:
-    """Requests in row order (see the module docstring)."""
-    requests: list[Request] = []
-    current: Request | None = None
-    segments: dict[tuple[str, str], Request] = {}
-    for item in items:
+class Packer:
+    """Packs items, in row order, into requests (see the module docstring); hands out each one when full."""
+
+    def __init__(self, api: str, segment_id: str | None = None) -> None:
+        self.api, self.segment_id = api, segment_id
+        self.current: Request | None = None
+        self.segments: dict[tuple[str, str], Request] = {}
+
+    def add(self, item: Item) -> list[Request]:
         if item.channel == "batch":
+            done = []
+            current = self.current
             if current is not None and current.size + len(item.body) + 1 > limits.REQUEST_BYTES:
+                done.append(current)
                 current = None
             if current is None:
-                current = Request("batch", path=BATCH_PATHS[api])
-                requests.append(current)
+                current = self.current = Request("batch", path=BATCH_PATHS[self.api])
             current.size += len(item.body) + (1 if current.parts else 0)
             current.parts.append(item.body)
             current.rows.append(item.row)
             current.entities.update(item.entities)
-        elif item.channel == "v1":
-            requests.append(Request("v1", [item.row], [item.body], len(item.body), set(item.entities), item.path))
-        else:
-            verb, id_type, value = item.segment  # type: ignore[misc]
-            request = segments.get((verb, id_type))
-            if request is None or len(request.rows) >= limits.SEGMENT_IDS_PER_CALL:
-                request = segments[(verb, id_type)] = Request(
-                    "segment", path=f"/api/v1/segments/{segment_id}/{verb}", params={"id_type": id_type})
-                requests.append(request)
-            request.rows.append(item.row)
-            request.parts.append(orjson.dumps(value))
-            request.entities.update(item.entities)
-    for request in requests:
-        if request.channel == "segment":
-            request.parts = [b'{"ids":[' + b",".join(request.parts) + b"]}"]
-            request.channel = "v1"
-    return requests
+            return done
+        if item.channel == "v1":
+            return [Request("v1", [item.row], [item.body], len(item.body), set(item.entities), item.path)]
+        verb, id_type, value = item.segment  # type: ignore[misc]
+        request = self.segments.get((verb, id_type))
+        if request is None:
+            request = self.segments[(verb, id_type)] = Request(
+                "segment", path=f"/api/v1/segments/{self.segment_id}/{verb}", params={"id_type": id_type}
+            )
+        request.rows.append(item.row)
+        request.parts.append(orjson.dumps(value))
+        request.entities.update(item.entities)
+        if len(request.rows) >= limits.SEGMENT_IDS_PER_CALL:
+            del self.segments[(verb, id_type)]
+            return [_segment_call(request)]
+        return []
+
+    def flush(self) -> list[Request]:
+        done = [self.current] if self.current is not None else []
+        self.current = None
+        done.extend(_segment_call(r) for r in self.segments.values())
+        self.segments.clear()
+        return done
+
+
+def _segment_call(request: Request) -> Request:
+    request.parts = [b'{"ids":[' + b",".join(request.parts) + b"]}"]
+    request.channel = "v1"
+    return request
+
+
+def pack(items: Iterable[Item], api: str, segment_id: str | None = None) -> list[Request]:
+    """Every request for ``items`` (see :class:`Packer`)."""
+    packer = Packer(api, segment_id)
+    requests = [r for item in items for r in packer.add(item)]
+    return requests + packer.flush()
 
 
 def dependencies(requests: list[Request]) -> list[set[int]]:
@@ -155,41 +197,63 @@ def dependencies(requests: list[Request]) -> list[set[int]]:
     return out
 
 
-def send_all(requests: list[Request], send: Callable[[Request], dict[str, Any]], workers: int) -> list[dict]:
-    """Send every request (each after its dependencies), ``workers`` at a time; the answers in order.
+class RequestQueue:
+    """Sends requests as they are submitted, ``workers`` at a time, each after the earlier requests that name
+    one of its people or objects. The first failure stops what has not started; :meth:`close` raises it
+    once the started requests end, else returns the answers in submission order."""
 
-    The first failure stops what has not started yet and is raised once the started ones end.
-    """
-    deps = dependencies(requests)
-    done = [threading.Event() for _ in requests]
-    answers: list[dict[str, Any]] = [{} for _ in requests]
-    failure: list[BaseException] = []
+    def __init__(self, send: Callable[[Request], dict[str, Any]], workers: int) -> None:
+        self.send = send
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cio-send") if workers > 1 else None
+        self.last: dict[str, int] = {}
+        self.done: list[threading.Event] = []
+        self.answers: list[dict[str, Any]] = []
+        self.requests: list[Request] = []
+        self.failure: list[BaseException] = []
 
-    def task(index: int) -> None:
+    def submit(self, request: Request) -> None:
+        index = len(self.requests)
+        deps = {self.last[e] for e in request.entities if e in self.last}
+        for entity in request.entities:
+            self.last[entity] = index
+        self.requests.append(request)
+        self.done.append(threading.Event())
+        self.answers.append({})
+        if self.pool is None:
+            self._task(index, deps)
+        else:
+            self.pool.submit(self._task, index, deps)
+
+    def _task(self, index: int, deps: set[int]) -> None:
         try:
-            for d in deps[index]:
-                done[d].wait()
-            if not failure:
-                answers[index] = send(requests[index])
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread below
-            failure.append(exc)
+            for d in deps:
+                self.done[d].wait()
+            if not self.failure:
+                self.answers[index] = self.send(self.requests[index])
+        except BaseException as exc:  # noqa: BLE001 - raised by close() in the caller's thread
+            self.failure.append(exc)
         finally:
-            done[index].set()
+            self.done[index].set()
 
-    if workers <= 1 or len(requests) <= 1:
-        for index in range(len(requests)):
-            task(index)
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cio-send") as pool:
-            for _ in pool.map(task, range(len(requests))):
-                pass
-    if failure:
-        raise failure[0]
-    return answers
+    def close(self) -> list[dict[str, Any]]:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if self.failure:
+            raise self.failure[0]
+        return self.answers
 
 
-def answer_rejections(request: Request, answer: Any, rows: list[Mapping[str, Any]], builder: Builder,
-                      load_id: str) -> list[RejectedRow]:
+def send_all(requests: list[Request], send: Callable[[Request], dict[str, Any]], workers: int) -> list[dict]:
+    """Send every request through a :class:`RequestQueue`; the answers in order."""
+    queue = RequestQueue(send, workers)
+    for request in requests:
+        queue.submit(request)
+    return queue.close()
+
+
+def answer_rejections(
+    request: Request, answer: Any, rows: list[Mapping[str, Any]], builder: Builder, load_id: str
+) -> list[RejectedRow]:
     """Rows a 207 (or a 200 with ``errors``) names by ``batch_index``."""
     errors = answer.get("errors") if isinstance(answer, dict) else None
     if not isinstance(errors, list):
@@ -202,7 +266,15 @@ def answer_rejections(request: Request, answer: Any, rows: list[Mapping[str, Any
         if not isinstance(index, int) or not 0 <= index < len(request.rows):
             continue
         row = rows[request.rows[index]]
-        out.append(RejectedRow(builder.table, builder.key(row), builder.op.text,
-                               str(error.get("reason") or "rejected_by_api")[:60], str(error.get("field") or "")[:150],
-                               str(error.get("message") or "")[:MESSAGE_CHARS], load_id))
+        out.append(
+            RejectedRow(
+                builder.table,
+                builder.key(row),
+                builder.op.text,
+                str(error.get("reason") or "rejected_by_api")[:60],
+                str(error.get("field") or "")[:150],
+                str(error.get("message") or "")[:MESSAGE_CHARS],
+                load_id,
+            )
+        )
     return out

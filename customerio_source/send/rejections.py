@@ -99,8 +99,9 @@ def rejections_source(records: list[dict[str, Any]]) -> Any:
     return source()
 
 
-def load_rejections(rejections_dir: str, destination: Any, dataset_name: str, pipeline_name: str,
-                    pipelines_dir: str | None = None) -> Counter:
+def load_rejections(
+    rejections_dir: str, destination: Any, dataset_name: str, pipeline_name: str, pipelines_dir: str | None = None
+) -> Counter:
     """Load the spooled rejections into ``dataset_name.customerio_rejections``; their count by reason."""
     from ..runner import load
 
@@ -108,8 +109,9 @@ def load_rejections(rejections_dir: str, destination: Any, dataset_name: str, pi
     records = list(read_spool(paths))
     reasons: Counter = Counter(r["reason"] for r in records)
     if records:
-        pipeline = dlt.pipeline(pipeline_name=pipeline_name, destination=destination, dataset_name=dataset_name,
-                                pipelines_dir=pipelines_dir)
+        pipeline = dlt.pipeline(
+            pipeline_name=pipeline_name, destination=destination, dataset_name=dataset_name, pipelines_dir=pipelines_dir
+        )
         load(pipeline, rejections_source(records))
     for path in paths:
         os.remove(path)

@@ -17,6 +17,8 @@ import orjson
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 TIME_BITS_MASK = (1 << 48) - 1
+_PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]  # 10 bits -> two characters
+_SHIFTS = range(120, -1, -10)
 
 
 class Rejection(Exception):
@@ -55,7 +57,7 @@ def event_ulid(scope: str, key: str, timestamp: int | None) -> str:
     time in milliseconds (0 when the row has none), its 80 random bits a hash of scope and key."""
     rand = int.from_bytes(hashlib.blake2b(f"{scope}\x00{key}".encode(), digest_size=10).digest(), "big")
     value = (((timestamp or 0) * 1000) & TIME_BITS_MASK) << 80 | rand
-    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    return "".join([_PAIRS[value >> shift & 1023] for shift in _SHIFTS])
 
 
 def unix_seconds(value: Any, field: str) -> int:

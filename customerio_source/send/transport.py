@@ -64,8 +64,10 @@ def check_settings(settings: Settings) -> None:
             "or run with --demo"
         )
     if settings.rate_limit is not None and settings.rate_limit > limits.TRACK_MAX_RATE:
-        raise ConfigError(f"rate_limit {settings.rate_limit:g}/s is above the Track API's budget "
-                          f"(about {limits.TRACK_MAX_RATE:g} requests/s for the whole workspace)")
+        raise ConfigError(
+            f"rate_limit {settings.rate_limit:g}/s is above the Track API's budget "
+            f"(about {limits.TRACK_MAX_RATE:g} requests/s for the whole workspace)"
+        )
     if settings.workers < 1:
         raise ConfigError("workers must be at least 1")
 
@@ -75,8 +77,7 @@ class SendClient(CustomerIOClient):
 
     def __init__(self, settings: Settings, limiter: RateLimiter | None = None) -> None:
         check_settings(settings)
-        user, password = ((settings.site_id, settings.api_key) if settings.api == "track"
-                          else (settings.write_key, ""))
+        user, password = (settings.site_id, settings.api_key) if settings.api == "track" else (settings.write_key, "")
         self.api = settings.api
         self._basic = base64.b64encode(f"{str(user).strip()}:{str(password or '').strip()}".encode()).decode()
         super().__init__(
@@ -98,8 +99,9 @@ class SendClient(CustomerIOClient):
         session = getattr(self._local, "send_session", None)
         if session is None:
             session = requests.Session()
-            session.headers.update({"Authorization": f"Basic {self._basic}", "Accept": "application/json",
-                                    "User-Agent": USER_AGENT})
+            session.headers.update(
+                {"Authorization": f"Basic {self._basic}", "Accept": "application/json", "User-Agent": USER_AGENT}
+            )
             if self.api == "cdp":
                 session.headers["X-Strict-Mode"] = "1"
             self._local.send_session = session
@@ -113,12 +115,12 @@ class SendClient(CustomerIOClient):
             return AuthError(
                 f"Customer.io rejected the {what} (401) at {self.base_url} (region {self.region}): check them, "
                 f"and whether the workspace is in the {other.upper()} region (--region {other})",
-                status=401, endpoint=endpoint,
+                status=401,
+                endpoint=endpoint,
             )
         if status == 400:
             detail = meta_detail(response) or _error_detail(response) or "malformed request"
-            return ApiError(f"{endpoint}: Customer.io rejected the request as malformed (400): {detail}", 400,
-                            endpoint)
+            return ApiError(f"{endpoint}: Customer.io rejected the request as malformed (400): {detail}", 400, endpoint)
         return super()._error(response, endpoint)
 
 

@@ -83,8 +83,9 @@ def apply_call(ws: Workspace, state: SendApis, call: dict[str, Any]) -> None:
         t = ws.object_type_index((call.get("traits") or {}).get("object_type_id") or call.get("objectTypeId") or 1)
         if t is None:
             raise Invalid("not_found", "objectTypeId", "no such object type")
-        traits = {k: v for k, v in (call.get("traits") or {}).items()
-                  if k not in ("object_type_id", "relationshipAttributes")}
+        traits = {
+            k: v for k, v in (call.get("traits") or {}).items() if k not in ("object_type_id", "relationshipAttributes")
+        }
         o = ws.upsert_object(t, str(call["groupId"]), traits)
         if who is not None:
             i = ws.resolve_person(who, create=True)
@@ -95,13 +96,18 @@ def apply_call(ws: Workspace, state: SendApis, call: dict[str, Any]) -> None:
     elif who is not None and state.record_events:
         i = ws.resolve_person(who, create=True)
         if i is not None:
-            ws.record_event(i, PAGE_KIND if kind == "page" else SCREEN_KIND, str(call.get("name") or ""),
-                            call.get("properties") or {}, ts)
+            ws.record_event(
+                i,
+                PAGE_KIND if kind == "page" else SCREEN_KIND,
+                str(call.get("name") or ""),
+                call.get("properties") or {},
+                ts,
+            )
 
 
 def semantic(ws: Workspace, state: SendApis, call: dict[str, Any], who: dict | None, ts: int) -> None:
     event, props = call["event"], call.get("properties") or {}
-    device = ((call.get("context") or {}).get("device") or {})
+    device = (call.get("context") or {}).get("device") or {}
     if event == "Object Deleted":
         t = ws.object_type_index(props.get("objectTypeId") or 1)
         found = ws.find_object(str((t or 0) + 1), str(props.get("objectId")), None) if t is not None else None
@@ -127,8 +133,9 @@ def semantic(ws: Workspace, state: SendApis, call: dict[str, Any], who: dict | N
         if event == "Device Deleted":
             ws.remove_pushed_device(i, str(device["token"]))
         else:
-            ws.add_pushed_device(i, {"id": str(device["token"]), "platform": device.get("type"),
-                                     "last_used": ts, "attributes": props})
+            ws.add_pushed_device(
+                i, {"id": str(device["token"]), "platform": device.get("type"), "last_used": ts, "attributes": props}
+            )
     elif event == "Relationship Deleted":
         t = ws.object_type_index(props.get("objectTypeId") or 1)
         i = ws.resolve_person(who)
@@ -154,7 +161,7 @@ def handle(ws: Workspace, state: SendApis, path: str, body: Any, size: int, stri
     if kind == "batch":
         calls = body.get("batch") if isinstance(body, dict) else None
         if not isinstance(calls, list):
-            raise meta_errors(400, "body must be {\"batch\": [...]}")
+            raise meta_errors(400, 'body must be {"batch": [...]}')
     else:
         calls = [body]
     checked, errors = [], []

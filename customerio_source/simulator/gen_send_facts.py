@@ -31,8 +31,12 @@ def _flat(schema: dict, schemas: dict) -> tuple[set[str], dict]:
 
 def track_facts(spec: dict) -> dict:
     schemas = spec["components"]["schemas"]
-    routes = [[m.upper(), p, o.get("operationId")] for p, ops in spec["paths"].items() for m, o in ops.items()
-              if m in ("get", "put", "post", "delete")]
+    routes = [
+        [m.upper(), p, o.get("operationId")]
+        for p, ops in spec["paths"].items()
+        for m, o in ops.items()
+        if m in ("get", "put", "post", "delete")
+    ]
     body = spec["paths"]["/api/v2/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     actions: dict[str, dict[str, list[str]]] = {}
     for group in body["properties"]["batch"]["items"]["anyOf"]:
@@ -42,15 +46,26 @@ def track_facts(spec: dict) -> dict:
             for action in props.get("action", {}).get("enum", []):
                 actions.setdefault(entity, {})[action] = sorted(required - {"type", "action"})
     device = _flat(schemas["device_object_common"], schemas)[1]
-    return {"routes": routes, "v2_actions": actions, "device_platforms": device["platform"]["enum"],
-            "servers": [s["url"] for s in spec["servers"]]}
+    return {
+        "routes": routes,
+        "v2_actions": actions,
+        "device_platforms": device["platform"]["enum"],
+        "servers": [s["url"] for s in spec["servers"]],
+    }
 
 
 def cdp_facts(spec: dict) -> dict:
-    routes = [[m.upper(), p, o.get("operationId")] for p, ops in spec["paths"].items() for m, o in ops.items()
-              if m in ("get", "put", "post", "delete")]
-    return {"routes": routes, "types": [p.strip("/") for p in spec["paths"] if p != "/batch"],
-            "servers": [s["url"] for s in spec["servers"]]}
+    routes = [
+        [m.upper(), p, o.get("operationId")]
+        for p, ops in spec["paths"].items()
+        for m, o in ops.items()
+        if m in ("get", "put", "post", "delete")
+    ]
+    return {
+        "routes": routes,
+        "types": [p.strip("/") for p in spec["paths"] if p != "/batch"],
+        "servers": [s["url"] for s in spec["servers"]],
+    }
 
 
 def main(argv: list[str]) -> int:

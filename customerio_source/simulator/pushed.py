@@ -62,9 +62,12 @@ class Pushed:
 
     def object_record(self, ws: Workspace, t: int, o: int) -> dict:
         attrs = dict(self.object_attrs.get((t, o), {}))
-        return {"attributes": attrs, "timestamps": dict.fromkeys(attrs, ws.now),
-                "identifiers": {"object_id": ws.object_id(t, o), "cio_object_id": ws.cio_object_id(t, o)},
-                "object_type_id": ws.cat.object_types[t]["id"]}
+        return {
+            "attributes": attrs,
+            "timestamps": dict.fromkeys(attrs, ws.now),
+            "identifiers": {"object_id": ws.object_id(t, o), "cio_object_id": ws.cio_object_id(t, o)},
+            "object_type_id": ws.cat.object_types[t]["id"],
+        }
 
     def people_of(self, t: int, o: int, generated: list[int]) -> list[int]:
         if (t, o) in self.deleted_objects:
@@ -76,8 +79,11 @@ class Pushed:
 
     def objects_of(self, i: int, generated: list[tuple[int, int]]) -> list[tuple[int, int]]:
         have = set(generated)
-        return [key for key, people in self.related.items()
-                if i in people and key not in have and key not in self.deleted_objects]
+        return [
+            key
+            for key, people in self.related.items()
+            if i in people and key not in have and key not in self.deleted_objects
+        ]
 
 
 def stringify(value: Any) -> str:
@@ -169,8 +175,9 @@ class SendEffects:
         if primary == secondary:
             return
         mine = self.attributes(primary)
-        theirs = {k: v for k, v in self.attributes(secondary).items()
-                  if k not in mine and k not in ("id", "email", "cio_id")}
+        theirs = {
+            k: v for k, v in self.attributes(secondary).items() if k not in mine and k not in ("id", "email", "cio_id")
+        }
         if theirs:
             self.set_person_attributes(primary, theirs)
         self.pushed.merges.append((primary, secondary))

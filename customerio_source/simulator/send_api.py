@@ -167,12 +167,18 @@ def dispatch(handler: Any, method: str, url: Any, raw_body: bytes) -> None:
         if is_cdp:
             if auth is None or auth[0] != state.write_key:
                 # the official library reads `code` and `message` from an error answer
-                raise SendError(401, {"code": "unauthorized", "message": "Unauthorized request",
-                                      "meta": {"errors": ["Unauthorized request"]}})
+                raise SendError(
+                    401,
+                    {
+                        "code": "unauthorized",
+                        "message": "Unauthorized request",
+                        "meta": {"errors": ["Unauthorized request"]},
+                    },
+                )
             body = _json(raw_body)
             strict = handler.headers.get("X-Strict-Mode", "") == "1"
             with sim.ws.lock:
-                result = cdp_api.handle(sim.ws, state, path[len("/cdp/v1"):], body, len(raw_body), strict)
+                result = cdp_api.handle(sim.ws, state, path[len("/cdp/v1") :], body, len(raw_body), strict)
         else:
             if auth is None or auth != (state.site_id, state.track_api_key):
                 raise meta_errors(401, "Unauthorized request")
@@ -186,8 +192,7 @@ def dispatch(handler: Any, method: str, url: Any, raw_body: bytes) -> None:
             query = dict(parse_qsl(url.query, keep_blank_values=True))
             body = _json(raw_body) if method in ("POST", "PUT") else {}
             with sim.ws.lock:
-                result = track_api.handle(sim.ws, state, method, unquote_segments(path), body, query,
-                                          len(raw_body))
+                result = track_api.handle(sim.ws, state, method, unquote_segments(path), body, query, len(raw_body))
         status, payload = result if isinstance(result, tuple) else (200, result)
     except SendError as exc:
         status, payload = exc.status, exc.body

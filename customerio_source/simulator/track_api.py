@@ -40,7 +40,7 @@ class Invalid(Exception):
 def check_identifiers(value: Any, field: str, kinds: tuple[str, ...] = PERSON_IDS) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) != 1:
         raise Invalid("invalid", field, f"{field} must name exactly one of {', '.join(kinds)}")
-    (kind, ident), = value.items()
+    ((kind, ident),) = value.items()
     if kind not in kinds or not isinstance(ident, (str, int)) or str(ident) == "":
         raise Invalid("invalid", field, f"{field} must name exactly one of {', '.join(kinds)}")
     if utf8_len(str(ident)) > LIMITS["identifier_bytes"]:
@@ -151,8 +151,9 @@ def apply_person(ws: Workspace, state: SendApis, action: str, item: dict[str, An
             return
         i = ws.resolve_person(ident, create=True)
         if i is not None and state.record_events:
-            ws.record_event(i, EVENT_KINDS[action], item["name"], item.get("attributes") or {},
-                            item.get("timestamp") or ws.now)
+            ws.record_event(
+                i, EVENT_KINDS[action], item["name"], item.get("attributes") or {}, item.get("timestamp") or ws.now
+            )
     elif action == "delete":
         i = ws.resolve_person(ident)
         if i is not None:
@@ -176,9 +177,15 @@ def apply_person(ws: Workspace, state: SendApis, action: str, item: dict[str, An
                 raise Invalid("invalid", "device.platform", f"platform must be one of {', '.join(sorted(PLATFORMS))}")
             check_attributes(device.get("attributes"), "device.attributes")
             if i is not None:
-                ws.add_pushed_device(i, {"id": str(device["token"]), "platform": device["platform"],
-                                         "last_used": device.get("last_used"),
-                                         "attributes": device.get("attributes") or {}})
+                ws.add_pushed_device(
+                    i,
+                    {
+                        "id": str(device["token"]),
+                        "platform": device["platform"],
+                        "last_used": device.get("last_used"),
+                        "attributes": device.get("attributes") or {},
+                    },
+                )
         elif i is not None:
             ws.remove_pushed_device(i, str(device["token"]))
     elif action in ("add_relationships", "delete_relationships"):
@@ -221,8 +228,11 @@ def apply_object(ws: Workspace, action: str, item: dict[str, Any]) -> None:
             return
         rels = check_relationships(item.get("cio_relationships"))
     for k, rel in enumerate(rels):
-        who = check_identifiers(rel.get("identifiers") if isinstance(rel, dict) else None,
-                                f"cio_relationships[{k}].identifiers", ("id", "email", "cio_id"))
+        who = check_identifiers(
+            rel.get("identifiers") if isinstance(rel, dict) else None,
+            f"cio_relationships[{k}].identifiers",
+            ("id", "email", "cio_id"),
+        )
         i = ws.resolve_person(who, create=action != "delete_relationships")
         if i is None:
             continue
@@ -237,7 +247,7 @@ def batch(ws: Workspace, state: SendApis, body: Any, size: int) -> tuple[int, di
         raise meta_errors(400, f"request larger than {LIMITS['request_bytes']} bytes")
     items = body.get("batch") if isinstance(body, dict) else None
     if not isinstance(items, list):
-        raise meta_errors(400, "body must be {\"batch\": [...]}")
+        raise meta_errors(400, 'body must be {"batch": [...]}')
     errors = []
     for k, item in enumerate(items):
         try:
@@ -298,10 +308,15 @@ def _v1(ws: Workspace, state: SendApis, method: str, seg: list[str], body: dict,
                 raise meta_errors(400, "device needs an id and a platform (ios or android)")
             i = person_from_path(ws, ident, create=True)
             if i is not None:
-                ws.add_pushed_device(i, {"id": str(device["id"]), "platform": device["platform"],
-                                         "last_used": device.get("last_used"),
-                                         "attributes": {k: v for k, v in device.items()
-                                                        if k not in ("id", "platform", "last_used")}})
+                ws.add_pushed_device(
+                    i,
+                    {
+                        "id": str(device["id"]),
+                        "platform": device["platform"],
+                        "last_used": device.get("last_used"),
+                        "attributes": {k: v for k, v in device.items() if k not in ("id", "platform", "last_used")},
+                    },
+                )
             return {}
         if n == 6 and seg[4] == "devices" and method == "DELETE":
             i = person_from_path(ws, ident)
@@ -359,8 +374,9 @@ def segment_call(ws: Workspace, segment: str, verb: str, body: dict, query: dict
     return {}
 
 
-def handle(ws: Workspace, state: SendApis, method: str, seg: list[str], body: Any, query: dict,
-           size: int) -> tuple[int, dict] | dict:
+def handle(
+    ws: Workspace, state: SendApis, method: str, seg: list[str], body: Any, query: dict, size: int
+) -> tuple[int, dict] | dict:
     """Route one Track API request (``seg``: the decoded path segments)."""
     if seg[:2] == ["api", "v2"] and len(seg) == 3 and method == "POST":
         if seg[2] == "batch":
@@ -371,8 +387,9 @@ def handle(ws: Workspace, state: SendApis, method: str, seg: list[str], body: An
             try:
                 apply_item(ws, state, body)
             except Invalid as exc:
-                raise SendError(400, {"errors": [{"reason": exc.reason, "field": exc.field,
-                                                  "message": exc.message}]}) from None
+                raise SendError(
+                    400, {"errors": [{"reason": exc.reason, "field": exc.field, "message": exc.message}]}
+                ) from None
             state.stats.items += 1
             return {}
     if seg == ["api", "v1", "accounts", "region"] and method == "GET":
@@ -381,5 +398,3 @@ def handle(ws: Workspace, state: SendApis, method: str, seg: list[str], body: An
         state.stats.items += 1
         return v1(ws, state, method, seg, body, query)
     raise meta_errors(404, f"no such endpoint: {method} /{'/'.join(seg)}")
-
-
