@@ -65,7 +65,7 @@ def test_bad_input_is_one_line_and_exit_2(
     text: str,
 ) -> None:
     got, output = _run(
-        ["--from", f"duckdb:{warehouse}", "--base-url".base_url, *args], capsys, monkeypatch, tmp_path
+        ["--from", f"duckdb:{warehouse}", "--base-url", send_server.base_url, *args], capsys, monkeypatch, tmp_path
     )
     assert got == code, output
     lines = output.strip().splitlines()
@@ -81,7 +81,7 @@ def test_wrong_credentials_exit_3(
     monkeypatch: Any,
 ) -> None:
     code, output = _run(
-        ["--from", f"duckdb:{warehouse}", "--base-url".base_url, "--table", "people", "--as", "identify"],
+        ["--from", f"duckdb:{warehouse}", "--base-url", send_server.base_url, "--table", "people", "--as", "identify"],
         capsys,
         monkeypatch,
         tmp_path,
@@ -93,7 +93,7 @@ def test_wrong_credentials_exit_3(
         [
             "--from",
             f"duckdb:{warehouse}",
-            "--base-url".base_url + "/cdp/v1",
+            "--base-url", send_server.base_url + "/cdp/v1",
             "--api",
             "cdp",
             "--table",
@@ -125,7 +125,7 @@ def test_rejections_exit_4_and_land_next_to_the_table(
     capsys: Any,
     monkeypatch: Any,
 ) -> None:
-    common = ["--from", f"duckdb:{warehouse}", "--base-url".base_url, "--rate-limit", "0"]
+    common = ["--from", f"duckdb:{warehouse}", "--base-url", send_server.base_url, "--rate-limit", "0"]
     code, output = _run(
         [*common, "--table", "people", "--as", "identify", "--key", "plan"], capsys, monkeypatch, tmp_path
     )
@@ -160,7 +160,7 @@ def test_dry_run_counts_and_sends_nothing(
         [
             "--from",
             f"duckdb:{warehouse}",
-            "--base-url".base_url,
+            "--base-url", send_server.base_url,
             "--table",
             "people",
             "--as",
@@ -185,7 +185,7 @@ def test_incremental_pushes_only_changed_rows(
     common = [
         "--from",
         f"duckdb:{warehouse}",
-        "--base-url".base_url,
+        "--base-url", send_server.base_url,
         "--table",
         "people",
         "--as",

@@ -52,7 +52,7 @@ def test_push_people_and_events_from_postgres(send_server: Any, pg_schema: Any, 
     cur.execute(f"""INSERT INTO "{schema}".events SELECT i, 'pg_' || (1 + i % 30), 'ordered',
                     to_timestamp({now} - 1000 + i) FROM generate_series(1, 90) i""")
     env = {"CUSTOMERIO_SITE_ID": SITE_ID, "CUSTOMERIO_TRACK_API_KEY": TRACK_KEY}
-    common = ["--from", f"postgres:{dsn}", "--base-url".base_url, "--rate-limit", "0"]
+    common = ["--from", f"postgres:{dsn}", "--base-url", send_server.base_url, "--rate-limit", "0"]
     people = run_push_cli([*common, "--table", f"{schema}.people", "--as", "identify"], tmp_path, env)
     assert people.returncode == 4, people.stderr  # the row with no identifier
     assert "1 rows rejected (missing_identifier 1)" in people.stderr

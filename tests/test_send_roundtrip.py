@@ -34,7 +34,7 @@ def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -
     warehouse = str(tmp_path / "warehouse.duckdb")
     make_warehouse(warehouse, now)
     env = {"CUSTOMERIO_SITE_ID": SITE_ID, "CUSTOMERIO_TRACK_API_KEY": TRACK_KEY}
-    common = ["--from", f"duckdb:{warehouse}", "--base-url".base_url, "--rate-limit", "0"]
+    common = ["--from", f"duckdb:{warehouse}", "--base-url", send_server.base_url, "--rate-limit", "0"]
     people = run_push_cli([*common, "--table", "people", "--as", "identify"], tmp_path, env)
     assert people.returncode == 0, people.stderr
     assert f"pushed {PEOPLE} rows of main.people as identify" in people.stdout

@@ -133,12 +133,13 @@ def push_batch(
     key: str | None = None,
     rejections_dir: str | None = None,
     dry_run: bool = False,
+    load_id: str | None = None,
 ) -> None:
     """Send one batch of one table's rows (the destination's body, callable on its own): rows are built
     into items and packed while the requests already packed are being sent."""
     if not rows:
         return
-    load_id = str(rows[0].get("_dlt_load_id") or "")
+    load_id = load_id if load_id is not None else str(rows[0].get("_dlt_load_id") or "")
     op = operation_for(table, operations, key, settings.api)
     builder = Builder(op, table["name"], settings.api)
     packer = Packer(settings.api, op.arg if op.kind.startswith("segment") else None)
@@ -209,12 +210,29 @@ def push_batch(
     )
 
 
+def python_rows(items: Any, slice_rows: int = 5000) -> list[dict[str, Any]]:
+    """An Arrow batch (or a list) as Python rows, converted a slice at a time and cleaned as they come
+    (:func:`row_cleaner`), so a batch is held once as Python objects, not twice."""
+    if not hasattr(items, "to_pylist"):
+        return list(items)
+    if items.num_rows == 0:
+        return []
+    first = items.slice(0, 1).to_pylist()[0]
+    clean = row_cleaner(first)
+    out: list[dict[str, Any]] = []
+    for start in range(0, items.num_rows, slice_rows):
+        out.extend(clean(row) for row in items.slice(start, slice_rows).to_pylist())
+    return out
+
+
 def row_cleaner(sample: Mapping[str, Any]) -> Any:
     """A function giving rows as the source had them (:func:`clean_row`), fast when nothing but dlt's own
     columns needs removing (every row of a parquet batch has the same columns)."""
     if any(VARIANT.match(name) for name in sample):
         return clean_row
     keep = [name for name in sample if not name.startswith("_dlt_")]
+    if len(keep) == len(sample):
+        return lambda row: row
     return lambda row: {name: row[name] for name in keep}
 
 
@@ -246,9 +264,12 @@ def customerio(
     """Push one batch of a table's rows to Customer.io (see the module docstring)."""
     if str(table["name"]).startswith("_dlt"):
         return
-    rows = items.to_pylist() if hasattr(items, "to_pylist") else list(items)
+    load_id = ""
+    if hasattr(items, "column") and "_dlt_load_id" in items.schema.names and items.num_rows:
+        load_id = str(items.column("_dlt_load_id")[0].as_py() or "")
+    rows = python_rows(items)
     settings = settings_from(site_id, api_key, write_key, region, base_url, api, rate_limit, workers)
-    push_batch(rows, table, settings, operations, key, rejections_dir, dry_run)
+    push_batch(rows, table, settings, operations, key, rejections_dir, dry_run, load_id or None)
 
 
 def customerio_track(
