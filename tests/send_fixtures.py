@@ -114,3 +114,16 @@ def activities(server: Any, ident: str) -> list[dict]:
         start = page.get("next")
         if not start:
             return out
+
+
+def push_direct(server: Any, tmp_path: Any, tables: dict[str, tuple], api: str = "track", **kwargs: Any) -> None:
+    """Push ``{table: (rows, operation[, key])}`` table by table, in order, straight through the destination's
+    body (``push_batch``: the same mapping, packing, ordering and transport, without a dlt pipeline run)."""
+    from customerio_source.send.destination import push_batch, settings_from
+
+    base = server.base_url + ("/cdp/v1" if api == "cdp" else "")
+    settings = settings_from(SITE_ID, TRACK_KEY, WRITE_KEY, "us", base, api, kwargs.pop("rate_limit", 0),
+                             kwargs.pop("workers", 4))
+    for table, (rows, operation, *key) in tables.items():
+        push_batch([dict(r) for r in rows], {"name": table}, settings, {table: operation}, key[0] if key else None,
+                   str(tmp_path / "spool"), load_id="direct")

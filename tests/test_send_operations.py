@@ -1,4 +1,5 @@
-"""Every operation, pushed through the destination into the simulator, checked through the App API."""
+"""Every operation, pushed through the destination's body into the simulator, checked through the App API
+(the dlt pipeline path itself: test_send_http, test_send_crash, test_send_roundtrip, test_send_cli)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .send_fixtures import app_get, customer, push
+from .send_fixtures import app_get, customer, push_direct as push
 
 NOW = 1_780_000_000
 
