@@ -96,6 +96,8 @@ def push(
     elapsed = time.monotonic() - started
     found = re.findall(r"peak_rss_kb=(\d+)", err)
     rss_kb = int(found[-1]) if found else 0
+    cpu = re.findall(r"cpu_seconds=([\d.]+)", err)
+    cpu_seconds = float(cpu[-1]) if cpu else 0.0
     if child.returncode not in (0, 4):
         raise SystemExit(f"push of {table} failed ({child.returncode}): {err.strip()[-500:]}")
     match = PUSHED.search(out)
@@ -116,6 +118,8 @@ def push(
         "requests_over_floor": round(requests / max(1e-9, item_bytes / limits.REQUEST_BYTES), 4),
         "peak_rss_mb": round(rss_kb / 1024, 1),
         "exit_code": child.returncode,
+        "cpu_seconds": cpu_seconds,
+        "rows_per_cpu_second": round(rows / cpu_seconds) if cpu_seconds else None,
     }
 
 
@@ -126,7 +130,9 @@ def child_main(argv: list[str]) -> int:
     from customerio_source.main import main as cli_main
 
     code = cli_main(argv)
-    print(f"peak_rss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"cpu_seconds={usage.ru_utime + usage.ru_stime:.2f}", file=sys.stderr)
+    print(f"peak_rss_kb={usage.ru_maxrss}", file=sys.stderr)
     return code
 
 

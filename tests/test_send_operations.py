@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from .send_fixtures import app_get, customer, push_direct as push
+from .send_fixtures import app_get, customer
+from .send_fixtures import push_direct as push
 
 NOW = 1_780_000_000
 

@@ -29,9 +29,9 @@ import dlt
 from ..errors import ApiError, AuthError, ConfigError, CustomerIOError, PendingPackageFailed, PipelineBusy
 from ..failures import exception_chain, root_message
 from . import limits
-from .destination import DEFAULT_BATCH_ROWS, customerio_track, settings_from, totals_for
+from .destination import SLICE_ROWS, customerio_track, settings_from, totals_for
 from .operations import KINDS, Builder, check_columns, parse_operation
-from .push import pack, plan
+from .push import Packer, plan
 from .read import Origin, connect, redact, split_table, table_columns, warehouse_rows
 from .rejections import TABLE as REJECTIONS_TABLE
 from .rejections import load_rejections
@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"requests per second (default {limits.DEFAULT_RATE:g}, at most {limits.TRACK_MAX_RATE:g}; 0: off)",
     )
     parser.add_argument("--workers", type=int, default=4, help="requests in flight at once (default 4)")
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=SLICE_ROWS,
+        help=f"rows turned into Python objects at a time (default {SLICE_ROWS:,}): fewer hold less memory",
+    )
     parser.add_argument("--pipeline-name", default=None, help="default customerio_push_<table>")
     parser.add_argument(
         "--dry-run", action="store_true", help="validate and count requests and rejections; send nothing"
@@ -257,28 +263,21 @@ def run_push(args: argparse.Namespace, secrets: list[str]) -> int:
 
 
 def dry_run(resource: Any, op: Any, table: str, settings: Settings, label: str) -> int:
-    """Plan every row as a push would, in the destination's batches; send nothing."""
+    """Plan every row as a push would (packed across the whole table, as a load job file is); send nothing."""
     builder = Builder(op, table, settings.api)
+    packer = Packer(settings.api, op.arg if op.kind.startswith("segment") else None)
     rows = requests = item_bytes = 0
     reasons: Counter = Counter()
-    batch: list[dict] = []
-
-    def flush() -> None:
-        nonlocal requests, item_bytes
-        items, rejected = plan(batch, builder, "dry-run")
-        requests += len(pack(items, settings.api, op.arg if op.kind.startswith("segment") else None))
-        item_bytes += sum(len(i.body) for i in items if i.channel == "batch")
-        reasons.update(r.reason for r in rejected)
-        batch.clear()
-
     for chunk in resource:
         rows_of = chunk.to_pylist() if hasattr(chunk, "to_pylist") else chunk if isinstance(chunk, list) else [chunk]
-        for row in rows_of:
-            batch.append(row)
-            rows += 1
-            if len(batch) >= DEFAULT_BATCH_ROWS:
-                flush()
-    flush()
+        items, rejected = plan(rows_of, builder, "dry-run")
+        reasons.update(r.reason for r in rejected)
+        for item in items:
+            if item.channel == "batch":
+                item_bytes += len(item.body)
+            requests += len(packer.add(item))
+        rows += len(rows_of)
+    requests += len(packer.flush())
     floor = item_bytes / limits.REQUEST_BYTES
     print(
         f"dry run: {rows} rows of {label} as {op.text} ({settings.api} API) would take {requests} requests "
@@ -331,6 +330,7 @@ def push_table(
             rate_limit=settings.rate_limit or 0,
             workers=settings.workers,
             operations=operations,
+            slice_rows=args.batch_rows,
             rejections_dir=spool,
         ),
     )

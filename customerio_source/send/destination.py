@@ -1,13 +1,19 @@
 """The Customer.io destination: ``dlt.pipeline(destination=customerio_track(...))`` pushes any source's rows.
 
 Built on ``@dlt.destination`` (public dlt API only). dlt writes each table to a parquet file in the load
-package, then calls the destination with ``batch_size`` rows at a time and records, in the package, how
-many rows of the file were handed over once each call returns. A run that dies (``kill -9``) resumes from
-the last recorded batch: the batch that was being sent is sent again, whole, in row order. That is safe
-because events carry deterministic ULIDs (Customer.io ignores an id it has seen) and a replayed identify
-re-sends the same rows in the same order (the last one still wins); nothing after that batch was sent.
-Tables load one at a time (``loader_parallelism_strategy="sequential"``), so one table's rows keep their
-order. Run it through :func:`customerio_source.runner.load`, which finishes an interrupted package first.
+package and hands the destination each file (``batch_size=0``): :func:`push_file` streams it, a slice of
+rows at a time, packing items across the whole file (so a push costs one partly filled request per file,
+not per batch), sending while it builds, and holding at most a few requests. Every couple of seconds it
+writes a checkpoint: how many leading rows of the file are done (answered, or rejected and spooled). A
+run that dies (``kill -9``) leaves the package pending; the next one (through
+:func:`customerio_source.runner.load`, which finishes interrupted packages first) starts each unfinished
+file at its checkpoint, so the requests that were in flight are sent again, in row order. That is safe:
+events carry deterministic ULIDs (Customer.io ignores an id it has seen) and a replayed identify re-sends
+the same rows in the same order (the last one still wins); nothing after them was sent. Tables load one
+at a time (``loader_parallelism_strategy="sequential"``), so one table's rows keep their order. (dlt's own
+batch mode records progress in batches, but its parquet reader skips whole batches on resume while
+row-group boundaries cut batches short, so a resumed offset can fall mid-batch; streaming the file with
+an own row count avoids that.)
 
 Configuration, the dlt way, under ``[destination.customerio]``: ``site_id``, ``api_key`` (Track),
 ``write_key`` (Data Pipelines), ``region`` (us|eu), ``base_url``, ``api`` (track|cdp), ``rate_limit``
@@ -25,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +43,7 @@ from ..errors import ConfigError
 from . import limits
 from .operations import Builder, Operation, parse_operation
 from .push import MESSAGE_CHARS, Packer, PushTotals, RejectedRow, Request, RequestQueue, answer_rejections
-from .rejections import spool_rejections
+from .rejections import spool_dir, spool_rejections
 from .rows import Rejection
 from .transport import Settings, client_for
 
@@ -44,6 +51,9 @@ logger = logging.getLogger("customerio_source")
 
 OPERATION_HINT = "x-customerio-operation"
 KEY_HINT = "x-customerio-key"
+SLICE_ROWS = 10_000
+"""Rows of a job file turned into Python objects at a time."""
+CHECKPOINT_SECONDS = 2.0
 DEFAULT_BATCH_ROWS = 50_000
 """Rows per destination call: large enough that the one partly filled request each call ends with costs
 little (a call of 50,000 event rows fills ~20 requests of 500 KB), small enough to hold in memory."""
@@ -236,10 +246,137 @@ def row_cleaner(sample: Mapping[str, Any]) -> Any:
     return lambda row: {name: row[name] for name in keep}
 
 
+def push_file(
+    path: str,
+    table: Mapping[str, Any],
+    settings: Settings,
+    operations: Mapping[str, str] | None = None,
+    key: str | None = None,
+    rejections_dir: str | None = None,
+    dry_run: bool = False,
+    slice_rows: int = SLICE_ROWS,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
+) -> None:
+    """Send one load job's parquet file, streaming: ``slice_rows`` rows at a time become Python rows, items
+    are packed across the whole file (one partly filled request per file) and sent while the next rows are
+    built, with at most ``4 * workers`` requests held. Every ``checkpoint_seconds`` the count of leading rows
+    that are done (sent and answered, or rejected and spooled) is written to a checkpoint file next to the
+    rejections spool; a job that runs again (after a kill) starts from there."""
+    import pyarrow.parquet as pq
+
+    op = operation_for(table, operations, key, settings.api)
+    builder = Builder(op, table["name"], settings.api)
+    packer = Packer(settings.api, op.arg if op.kind.startswith("segment") else None)
+    folder = spool_dir(rejections_dir)
+    checkpoint = Checkpoint(folder, path)
+    start = checkpoint.read()
+    totals = totals_for(settings)
+    load_id = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    queue: RequestQueue | None = None
+    if not dry_run:
+        client = client_for(settings)
+
+        def send(request: Request) -> dict[str, Any]:
+            return client.request(
+                "POST", request.path, params=request.params, body=orjson.Fragment(request.body()), table=table["name"]
+            )
+
+        def done(request: Request, answer: dict[str, Any]) -> None:
+            rejected = answer_rejections(request, answer, [], builder, load_id)
+            spool_rejections(rejected, folder)
+            totals.add(requests=1, accepted=len(request.rows) - len(rejected), rejected=rejected)
+
+        queue = RequestQueue(send, settings.workers, on_done=done, keep_answers=False)
+    index = 0
+    last_checkpoint = time.monotonic()
+    clean = None
+    try:
+        with pq.ParquetFile(path) as reader:
+            for batch in reader.iter_batches(batch_size=slice_rows):
+                if index + batch.num_rows <= start:
+                    index += batch.num_rows
+                    continue
+                if index < start:
+                    batch, index = batch.slice(start - index), start
+                rows = batch.to_pylist()
+                clean = clean or row_cleaner(rows[0])
+                local: list[RejectedRow] = []
+                item_bytes = 0
+                for offset, raw in enumerate(rows):
+                    row = clean(raw)
+                    try:
+                        item = builder.build(index + offset, row)
+                    except Rejection as exc:
+                        local.append(
+                            RejectedRow(builder.table, builder.key(row), op.text, exc.reason, exc.field,
+                                        exc.message[:MESSAGE_CHARS], load_id)
+                        )
+                        continue
+                    if item.channel == "batch":
+                        item_bytes += len(item.body)
+                    for request in packer.add(item, row):
+                        if queue is not None:
+                            queue.submit(request)
+                        else:
+                            totals.add(requests=1, accepted=len(request.rows))
+                spool_rejections(local, folder)
+                totals.add(rows=len(rows), item_bytes=item_bytes, rejected=local)
+                index += len(rows)
+                if queue is not None and time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                    checkpoint.write(done_rows(index, packer, queue))
+                    last_checkpoint = time.monotonic()
+        for request in packer.flush():
+            if queue is not None:
+                queue.submit(request)
+            else:
+                totals.add(requests=1, accepted=len(request.rows))
+    finally:
+        if queue is not None:
+            queue.close()  # raises the first failure, after the requests in flight end
+    checkpoint.clear()
+
+
+def done_rows(next_row: int, packer: Packer, queue: RequestQueue) -> int:
+    """Leading rows of the file that are done: before the first row of any request still open."""
+    candidates = [next_row, packer.first_open_row(), queue.first_open_row()]
+    return min(c for c in candidates if c is not None)
+
+
+class Checkpoint:
+    """The number of leading rows of one load job file that are done, in a small file (atomic writes)."""
+
+    def __init__(self, folder: str, job_path: str) -> None:
+        load_id = os.path.basename(os.path.dirname(os.path.dirname(job_path)))
+        table, file_id = os.path.basename(job_path).split(".")[:2]  # <table>.<file id>.<retry>.parquet
+        self.path = os.path.join(folder, "checkpoints", f"{load_id}.{table}.{file_id}")
+
+    def read(self) -> int:
+        try:
+            with open(self.path) as handle:
+                return int(handle.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def write(self, rows: int) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        temporary = self.path + ".tmp"
+        with open(temporary, "w") as handle:
+            handle.write(str(rows))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+
+    def clear(self) -> None:
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+
+
 @dlt.destination(
     name="customerio",
     loader_file_format="parquet",
-    batch_size=DEFAULT_BATCH_ROWS,
+    batch_size=0,  # the destination gets each load job's file and streams it (push_file)
     skip_dlt_columns_and_tables=False,  # the rows' _dlt_load_id names the rejections' load; _dlt tables skipped
     max_table_nesting=0,
     max_parallel_load_jobs=1,
@@ -260,9 +397,16 @@ def customerio(
     key: str = None,
     rejections_dir: str = None,
     dry_run: bool = False,
+    slice_rows: int = SLICE_ROWS,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> None:
-    """Push one batch of a table's rows to Customer.io (see the module docstring)."""
+    """Push one load job file (or, with a ``batch_size`` set, one batch) of a table's rows (see the module
+    docstring)."""
     if str(table["name"]).startswith("_dlt"):
+        return
+    if isinstance(items, str):
+        settings = settings_from(site_id, api_key, write_key, region, base_url, api, rate_limit, workers)
+        push_file(items, table, settings, operations, key, rejections_dir, dry_run, slice_rows, checkpoint_seconds)
         return
     load_id = ""
     if hasattr(items, "column") and "_dlt_load_id" in items.schema.names and items.num_rows:

@@ -68,6 +68,7 @@ class Request:
     entities: set[str] = field(default_factory=set)
     path: str = ""
     params: dict[str, str] | None = None
+    source: list[Any] = field(default_factory=list)  # the rows themselves, when streaming (207 handling)
 
     def body(self) -> bytes:
         if self.channel == "batch":
@@ -135,7 +136,20 @@ class Packer:
         self.current: Request | None = None
         self.segments: dict[tuple[str, str], Request] = {}
 
-    def add(self, item: Item) -> list[Request]:
+    def add(self, item: Item, row: Any = None) -> list[Request]:
+        """Add ``item`` (and, when streaming, its ``row``, for the 207 handling); the requests now full."""
+        done = self._add(item)
+        if row is not None:
+            if item.channel == "batch":
+                self.current.source.append(row)  # type: ignore[union-attr]
+            elif done:
+                done[-1].source.append(row)
+            else:
+                verb, id_type, _ = item.segment  # type: ignore[misc]
+                self.segments[(verb, id_type)].source.append(row)
+        return done
+
+    def _add(self, item: Item) -> list[Request]:
         if item.channel == "batch":
             done = []
             current = self.current
@@ -164,6 +178,11 @@ class Packer:
             del self.segments[(verb, id_type)]
             return [_segment_call(request)]
         return []
+
+    def first_open_row(self) -> int | None:
+        """The first row held in a request not handed out yet."""
+        open_rows = [r.rows[0] for r in (self.current, *self.segments.values()) if r is not None and r.rows]
+        return min(open_rows) if open_rows else None
 
     def flush(self) -> list[Request]:
         done = [self.current] if self.current is not None else []
@@ -199,26 +218,43 @@ def dependencies(requests: list[Request]) -> list[set[int]]:
 
 class RequestQueue:
     """Sends requests as they are submitted, ``workers`` at a time, each after the earlier requests that name
-    one of its people or objects. The first failure stops what has not started; :meth:`close` raises it
-    once the started requests end, else returns the answers in submission order."""
+    one of its people or objects; at most ``max_pending`` submitted and not finished (:meth:`submit` waits).
+    ``on_done(request, answer)`` runs as each one succeeds. The first failure stops what has not started;
+    :meth:`close` raises it once the started requests end, else returns the answers in submission order
+    (``keep_answers=False``: none are kept, for a stream of requests)."""
 
-    def __init__(self, send: Callable[[Request], dict[str, Any]], workers: int) -> None:
-        self.send = send
+    def __init__(
+        self,
+        send: Callable[[Request], dict[str, Any]],
+        workers: int,
+        on_done: Callable[[Request, dict[str, Any]], None] | None = None,
+        max_pending: int | None = None,
+        keep_answers: bool = True,
+    ) -> None:
+        self.send, self.on_done, self.keep_answers = send, on_done, keep_answers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cio-send") if workers > 1 else None
+        self.slots = threading.BoundedSemaphore(max_pending or 4 * max(1, workers))
         self.last: dict[str, int] = {}
         self.done: list[threading.Event] = []
         self.answers: list[dict[str, Any]] = []
-        self.requests: list[Request] = []
+        self.requests: list[Request | None] = []
+        self.open_rows: dict[int, int] = {}  # request index -> its first row, while not finished
         self.failure: list[BaseException] = []
+        self.lock = threading.Lock()
 
     def submit(self, request: Request) -> None:
+        if self.failure:
+            return
+        self.slots.acquire()
         index = len(self.requests)
         deps = {self.last[e] for e in request.entities if e in self.last}
         for entity in request.entities:
             self.last[entity] = index
-        self.requests.append(request)
-        self.done.append(threading.Event())
-        self.answers.append({})
+        with self.lock:
+            self.requests.append(request)
+            self.done.append(threading.Event())
+            self.answers.append({})
+            self.open_rows[index] = min(request.rows) if request.rows else 0
         if self.pool is None:
             self._task(index, deps)
         else:
@@ -229,11 +265,26 @@ class RequestQueue:
             for d in deps:
                 self.done[d].wait()
             if not self.failure:
-                self.answers[index] = self.send(self.requests[index])
+                request = self.requests[index]
+                answer = self.send(request)
+                if self.on_done is not None:
+                    self.on_done(request, answer)
+                with self.lock:
+                    if self.keep_answers:
+                        self.answers[index] = answer
+                    else:
+                        self.requests[index] = None  # its body and rows can go
+                    self.open_rows.pop(index, None)
         except BaseException as exc:  # noqa: BLE001 - raised by close() in the caller's thread
             self.failure.append(exc)
         finally:
             self.done[index].set()
+            self.slots.release()
+
+    def first_open_row(self) -> int | None:
+        """The first row of the requests not finished yet (None: every submitted request succeeded)."""
+        with self.lock:
+            return min(self.open_rows.values()) if self.open_rows else None
 
     def close(self) -> list[dict[str, Any]]:
         if self.pool is not None:
@@ -265,7 +316,7 @@ def answer_rejections(
         index = error.get("batch_index")
         if not isinstance(index, int) or not 0 <= index < len(request.rows):
             continue
-        row = rows[request.rows[index]]
+        row = request.source[index] if request.source else rows[request.rows[index]]
         out.append(
             RejectedRow(
                 builder.table,

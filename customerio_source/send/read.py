@@ -101,10 +101,15 @@ def table_columns(origin: Origin, schema: str, table: str) -> list[str]:
 
 
 def warehouse_rows(
-    origin: Origin, schema: str, table: str, incremental_column: str | None = None, order_by: str | None = None
+    origin: Origin,
+    schema: str,
+    table: str,
+    incremental_column: str | None = None,
+    order_by: str | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Any:
     """A resource named after ``table`` yielding its rows in ``order_by`` (default: the incremental column,
-    else the table's own order)."""
+    else the table's own order), ``chunk_rows`` at a time."""
     order = order_by or incremental_column
 
     def rows(cursor: Any = None) -> Iterator[Any]:
@@ -116,7 +121,7 @@ def warehouse_rows(
         conn = connect(origin)
         try:
             if origin.kind == "duckdb":
-                reader = conn.sql(sql, params=params or None).to_arrow_reader(CHUNK_ROWS)
+                reader = conn.sql(sql, params=params or None).to_arrow_reader(chunk_rows)
                 import pyarrow as pa
 
                 for batch in reader:  # Arrow straight into dlt's parquet files: no per-row Python objects
@@ -124,11 +129,11 @@ def warehouse_rows(
                         yield pa.Table.from_batches([batch])
             else:
                 cur = conn.cursor(name="cio_push")
-                cur.itersize = CHUNK_ROWS
+                cur.itersize = chunk_rows
                 cur.execute(sql, params)
                 names = None
                 while True:
-                    chunk = cur.fetchmany(CHUNK_ROWS)
+                    chunk = cur.fetchmany(chunk_rows)
                     if names is None and cur.description:
                         names = [d[0] for d in cur.description]
                     if not chunk:

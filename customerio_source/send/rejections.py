@@ -12,6 +12,7 @@ beyond the row key.
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -45,10 +46,18 @@ def spool_dir(rejections_dir: str | None = None) -> str:
         return os.path.abspath(SPOOL_FOLDER)
 
 
+_SPOOL_LOCK = threading.Lock()
+
+
 def spool_rejections(rejected: list[RejectedRow], rejections_dir: str | None = None) -> None:
-    """Append ``rejected`` to the load's spool file and sync it to disk."""
+    """Append ``rejected`` to the load's spool file and sync it to disk (from any thread)."""
     if not rejected:
         return
+    with _SPOOL_LOCK:
+        _spool(rejected, rejections_dir)
+
+
+def _spool(rejected: list[RejectedRow], rejections_dir: str | None) -> None:
     folder = spool_dir(rejections_dir)
     os.makedirs(folder, exist_ok=True)
     by_load: dict[str, list[bytes]] = {}
