@@ -247,6 +247,8 @@ class RequestQueue:
             return
         self.slots.acquire()
         index = len(self.requests)
+        if index and index % 64 == 0:  # forget people whose last request is done: memory stays flat
+            self.last = {e: i for e, i in self.last.items() if not self.done[i].is_set()}
         deps = {self.last[e] for e in request.entities if e in self.last}
         for entity in request.entities:
             self.last[entity] = index
