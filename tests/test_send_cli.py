@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import duckdb
@@ -210,3 +211,24 @@ def test_demo_pushes_into_the_simulator(tmp_path: Any) -> None:
     result = run_push_cli(["--demo"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "pushed 100 rows of main.people as identify" in result.stdout
+
+
+def test_no_credential_in_debug_output_or_any_file(send_server: Any, warehouse: str, tmp_path: Any) -> None:
+    result = run_push_cli(
+        ["--from", f"duckdb:{warehouse}", "--base-url", send_server.base_url, "--table", "people", "--as",
+         "identify", "--debug"],
+        tmp_path,
+        {**ENV, "RUNTIME__LOG_LEVEL": "DEBUG"},
+    )
+    assert result.returncode == 4, result.stderr
+    for secret in (SITE_ID, TRACK_KEY):
+        assert secret not in result.stdout + result.stderr
+    leaked = []
+    for folder, _, files in os.walk(tmp_path):  # the DuckDB file, pipelines, traces, state, spool
+        for name in files:
+            path = f"{folder}/{name}"
+            with open(path, "rb") as handle:
+                data = handle.read()
+            if SITE_ID.encode() in data or TRACK_KEY.encode() in data:
+                leaked.append(path)
+    assert leaked == []
