@@ -54,9 +54,7 @@ KEY_HINT = "x-customerio-key"
 SLICE_ROWS = 10_000
 """Rows of a job file turned into Python objects at a time."""
 CHECKPOINT_SECONDS = 2.0
-DEFAULT_BATCH_ROWS = 50_000
-"""Rows per destination call: large enough that the one partly filled request each call ends with costs
-little (a call of 50,000 event rows fills ~20 requests of 500 KB), small enough to hold in memory."""
+"""How often a streaming push writes the count of rows done (a killed push re-sends at most this much)."""
 ENV = {"site_id": "CUSTOMERIO_SITE_ID", "api_key": "CUSTOMERIO_TRACK_API_KEY", "write_key": "CUSTOMERIO_CDP_API_KEY"}
 
 _TOTALS: dict[Settings, PushTotals] = {}
