@@ -335,6 +335,7 @@ SUBCOMMANDS = {
     "simulate": "customerio_source.cli:simulate_main",
     "models": "customerio_source.analytics.cli:models_main",
     "report": "customerio_source.analytics.cli:report_main",
+    "push": "customerio_source.send.cli:push_main",
 }
 
 

@@ -17,6 +17,8 @@ from customerio_source import customerio_source, load
 from customerio_source.catalogue import CATALOGUE
 from customerio_source.client import RequestStats
 
+from .send_fixtures import send_server  # noqa: F401 - the send tests' simulated workspace
+
 API_KEY = "sim-test-key-5b7e1c"
 
 # dlt reads .dlt/ from the working directory; keep the project's config out of the tests' way

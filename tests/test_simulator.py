@@ -422,3 +422,13 @@ def test_large_build_time_and_memory() -> None:
     assert float(took) < 30
     assert float(rss_mb) <= 300
     assert int(people) > 95_000
+
+
+def test_activity_kind_indices_named_elsewhere_match_the_workspace():
+    from customerio_source.simulator import changes, profiles, pushed
+    from customerio_source.simulator.workspace import ACT_KINDS
+
+    assert ACT_KINDS[changes.OPENED_KIND][0] == "opened" and ACT_KINDS[changes.CLICKED_KIND][0] == "clicked"
+    assert ACT_KINDS[changes.CONVERTED_KIND][0] == "converted"
+    assert ACT_KINDS[profiles.EVENT_KIND][0] == "event" == ACT_KINDS[pushed.EVENT_KIND][0]
+    assert ACT_KINDS[pushed.PAGE_KIND][0] == "page" and ACT_KINDS[pushed.SCREEN_KIND][0] == "screen"

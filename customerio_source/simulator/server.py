@@ -27,6 +27,7 @@ from .workspace import Workspace
 
 SPEC_FACTS = json.loads(Path(__file__).with_name("spec_facts.json").read_text())["operations"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+SEND_PREFIXES = ("/api/v1/", "/api/v2/", "/cdp/v1/")
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ class SimulatorServer:
 
     def __init__(self, ws: Workspace, api_key: str = "sim-key", host: str = "127.0.0.1", port: int = 0,
                  rate_limit: float | None = None, faults: Any = None,
-                 export_url_ttl: float = 900) -> None:
+                 export_url_ttl: float = 900, ssl_context: Any = None) -> None:
         if host not in LOOPBACK:
             raise ValueError("the simulator binds to the loopback interface only")
         from .exports import ExportStore
@@ -252,6 +253,7 @@ class SimulatorServer:
         # ``config.repeat_cursor`` (an operation whose ``next`` never changes)
         self.faults = faults
         self.export_url_ttl = export_url_ttl
+        self.ssl_context = ssl_context  # an ssl.SSLContext: serve HTTPS (clients that only speak HTTPS)
         self.exports = ExportStore(self)
         self.handlers: dict[str, Callable[[Ctx], Any]] = HANDLERS
         self.stats = Stats()
@@ -262,12 +264,14 @@ class SimulatorServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> SimulatorServer:
         handler = type("BoundHandler", (_Handler,), {"sim": self})
         httpd = ThreadingHTTPServer((self.host, self.port), handler)
         httpd.daemon_threads = True
+        if self.ssl_context is not None:
+            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
@@ -379,6 +383,10 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.sim
         url = urlsplit(self.path)
         raw_body = self._read_body()
+        if url.path.startswith(SEND_PREFIXES):  # Track and Data Pipelines APIs (simulator/send_api.py)
+            from .send_api import dispatch as send_dispatch
+
+            return send_dispatch(self, method, url, raw_body)
         if url.path.startswith("/_files/"):
             sim.stats.record_arrival(f"{method} /_files/{{token}}")
             resp = sim.exports.serve_file(url.path[len("/_files/"):])

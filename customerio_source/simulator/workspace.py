@@ -22,6 +22,7 @@ from ._util import DAY, delivery_id, delivery_index, mix, salt, six_months_befor
 from .catalog import KIND_BROADCAST, KIND_CAMPAIGN, KIND_NEWSLETTER, KIND_TRANSACTIONAL, Catalog, public
 from .people import PersonFactory, candidate_indices
 from .profiles import get_profile
+from .pushed import Pushed, SendEffects
 from .scales import SCALES
 
 HISTORY = 240 * DAY  # deliveries span ~8 months, so the 6-month window matters
@@ -34,8 +35,9 @@ PAGES = ["https://example.com/pricing", "https://example.com/docs", "https://exa
          "https://example.com/", "https://example.com/settings"]
 # activity kinds: (verb or type, delivery-linked?)
 ACT_KINDS = [("sent", True), ("delivered", True), ("opened", True), ("clicked", True), ("event", False),
-             ("page", False), ("attribute_change", False), ("converted", True)]  # converted: change steps only
-ACT_WEIGHTS = [22, 12, 16, 6, 24, 12, 8]
+             ("page", False), ("attribute_change", False), ("converted", True),  # converted: change steps only
+             ("screen", False)]  # screen: sent through Track only
+ACT_WEIGHTS = [22, 12, 16, 6, 24, 12, 8]  # the kinds after these are never generated, only written later
 CHANNEL_ACTIVITY = {"email": "email", "push": "push", "in_app": "in_app", "twilio": "twilio",
                     "webhook": "webhook", "slack": "slack"}
 TABLES = (
@@ -51,7 +53,7 @@ TABLES = (
 Key = tuple
 
 
-class Workspace:
+class Workspace(SendEffects):
     """A deterministic Customer.io workspace (see CONTRACT.md for the public API)."""
 
     def __init__(
@@ -106,6 +108,7 @@ class Workspace:
         # a delivery keeps the subject and address it was sent with: (edit time, value before it), oldest first
         self.subject_edits: dict[int, list[tuple[int, str]]] = {}
         self.email_edits: dict[int, list[tuple[int, str | None]]] = {}
+        self.pushed = Pushed()  # what the Track / Data Pipelines APIs wrote (simulator/pushed.py)
         self._build_deliveries()
         self._build_activities()
         self._build_relationships()
@@ -141,7 +144,7 @@ class Workspace:
         return self.persons.cio_id(i)
 
     def attributes(self, i: int) -> dict[str, str]:
-        attrs = self.persons.attributes(i)
+        attrs = self.pushed.base_attributes(self, i) if i in self.pushed.people else self.persons.attributes(i)
         ov = self._attr_overlay.get(i)
         if ov:
             attrs.update(ov)
@@ -153,8 +156,9 @@ class Workspace:
         if hit is not None:
             return hit
         ov = self._attr_overlay.get(i)
-        email = ov.get("email") if ov and "email" in ov else self.persons.email(i)
-        rec = {"email": email, "id": self.persons.ident(i), "cio_id": self.persons.cio_id(i)}
+        base = self.pushed.people.get(i)
+        email = ov.get("email") if ov and "email" in ov else base["email"] if base else self.persons.email(i)
+        rec = {"email": email, "id": base["id"] if base else self.persons.ident(i), "cio_id": self.persons.cio_id(i)}
         if len(self._ident_cache) > 250_000:
             self._ident_cache.clear()
         self._ident_cache[i] = rec
@@ -166,16 +170,20 @@ class Workspace:
         created = self.person_created_at(i)
         ts = dict.fromkeys(attrs, created)
         ts.update(self._ts_overlay.get(i, {}))
-        unsub = self.persons.unsubscribed(i)
+        unsub = self.persons.unsubscribed(i) if i not in self.pushed.people else False
         if unsub:
             ts["unsubscribed"] = created + DAY
         ident = self.identifiers(i)
+        devices = [] if i in self.pushed.people else self.persons.devices(i)
         return {"id": ident["id"], "identifiers": ident, "attributes": attrs, "timestamps": ts,
-                "unsubscribed": unsub, "devices": self.persons.devices(i)}
+                "unsubscribed": unsub, "devices": self.pushed.devices_of(i, devices)}
 
     def find_person(self, value: str, id_type: str | None) -> int | None:
         """Resolve a person reference (id_type None means ``id``); None if no live person matches."""
         id_type = id_type or "id"
+        pushed = self.pushed.find(self, value, id_type)
+        if pushed is not None:
+            return pushed
         if id_type == "cio_id":
             hexpart = value[4:] if value.startswith("cio_") else value
             try:
@@ -526,6 +534,8 @@ class Workspace:
         elif j in self._a_data:
             name, data = self._a_data[j]
             rec.update(name=name, data=data)
+            if j in self.pushed.event_ts:  # an event sent through Track: its own time (a_ts keeps the order)
+                rec["timestamp"] = self.pushed.event_ts[j]
         elif verb == "event":
             rec.update(name=EVENT_NAMES[(h >> 8) % len(EVENT_NAMES)],
                        data={"amount": f"{(h >> 16) % 20000 / 100:.2f}", "currency": "USD"})
@@ -549,6 +559,8 @@ class Workspace:
     def is_member(self, s: int, i: int) -> bool:
         if not self.alive(i) or s in self.deleted_segments:
             return False
+        if i in self.pushed.seg_removed.get(s, ()):
+            return False
         if i in self._seg_added.get(s, ()):
             return True
         return mix(self._ssalt ^ (s << 40) ^ i) % 1000 < self.cat.segment_density[s]
@@ -565,8 +577,10 @@ class Workspace:
             base = self._ssalt ^ (s << 40)
             added = self._seg_added.get(s, set())
             dp = self.deleted_people
+            removed = self.pushed.seg_removed.get(s, set())
             members = array("l", (i for i in range(self.n_people)
-                                  if (i in added or mix(base ^ i) % 1000 < dens) and i not in dp))
+                                  if (i in added or mix(base ^ i) % 1000 < dens) and i not in dp
+                                  and i not in removed))
         self._seg_cache[s] = (self._change_gen, members)
         return members
 
@@ -610,6 +624,8 @@ class Workspace:
         return h % self.sc.objects if (h >> 32) % 100 < 40 else -1
 
     def object_id(self, t: int, o: int) -> str:
+        if o >= self.sc.objects:
+            return self.pushed.object_ids[t][o - self.sc.objects]
         return f"{self.cat.object_types[t]['singular_slug']}-{o + 1}"
 
     def cio_object_id(self, t: int, o: int) -> str:
@@ -622,6 +638,8 @@ class Workspace:
             return None
         if not 0 <= t < len(self.cat.object_types):
             return None
+        if (t, object_id) in self.pushed.objects and id_type != "cio_object_id":
+            return t, self.pushed.objects[(t, object_id)]
         if id_type == "cio_object_id":
             if not object_id.startswith(f"ob{t + 1:02x}"):
                 return None
@@ -637,6 +655,8 @@ class Workspace:
         return t, o
 
     def object_record(self, t: int, o: int) -> dict:
+        if o >= self.sc.objects or (t, o) in self.pushed.object_attrs:
+            return self.pushed.object_record(self, t, o)
         h = mix(self._rsalt ^ 0xAB ^ (t << 40) ^ o)
         created = self.t0 - (h % 400) * DAY
         attrs = {"name": f"{self.cat.object_types[t]['singular_name']} {o + 1}",
@@ -648,14 +668,16 @@ class Workspace:
 
     def object_people(self, t: int, o: int) -> list[int]:
         off, ppl = self._obj_people[t]
-        return [i for i in ppl[off[o]:off[o + 1]] if self.alive(i)]
+        base = list(ppl[off[o]:off[o + 1]]) if o < self.sc.objects else []
+        return [i for i in self.pushed.people_of(t, o, base) if self.alive(i)]
 
     def person_objects(self, i: int) -> list[tuple[int, int]]:
         out = []
         for t in range(self.sc.object_types):
             o = self.person_object(t, i)
-            if o >= 0:
+            if o >= 0 and (t, o, i) not in self.pushed.unrelated:
                 out.append((t, o))
+        out.extend(self.pushed.objects_of(i, out))
         return out
 
     # ------------------------------------------------------------ change step

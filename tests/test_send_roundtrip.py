@@ -1,0 +1,90 @@
+"""Round trip: push people and events from a DuckDB table with the CLI, extract them back with the source
+(through runner.load), and find exactly them in the warehouse."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import dlt
+import duckdb
+
+from customerio_source import customerio_source, load
+
+from .send_fixtures import APP_KEY, SITE_ID, TRACK_KEY, run_push_cli
+
+PEOPLE, EVENTS = 40, 160
+
+
+def make_warehouse(path: str, now: int) -> None:
+    with duckdb.connect(path) as con:
+        con.execute(f"""CREATE TABLE people AS SELECT 'rt_' || i AS id, 'rt' || i || '@example.com' AS email,
+                        CASE WHEN i % 2 = 0 THEN 'pro' ELSE 'free' END AS plan,
+                        TIMESTAMPTZ '2024-03-01 00:00:00+00' + i * INTERVAL 1 DAY AS created_at
+                        FROM range({PEOPLE}) t(i)""")
+        con.execute(f"""CREATE TABLE events AS SELECT i AS event_id, 'rt_' || (i % {PEOPLE}) AS id,
+                        CASE WHEN i % 3 = 0 THEN 'purchase' ELSE 'login' END AS name,
+                        to_timestamp({now} - 3600 + i * 7) AS timestamp, round(i * 1.25, 2) AS amount
+                        FROM range({EVENTS}) t(i)""")
+
+
+def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -> None:
+    now = send_server.workspace.now
+    warehouse = str(tmp_path / "warehouse.duckdb")
+    make_warehouse(warehouse, now)
+    env = {"CUSTOMERIO_SITE_ID": SITE_ID, "CUSTOMERIO_TRACK_API_KEY": TRACK_KEY}
+    common = ["--from", f"duckdb:{warehouse}", "--base-url", send_server.base_url, "--rate-limit", "0"]
+    people = run_push_cli([*common, "--table", "people", "--as", "identify"], tmp_path, env)
+    assert people.returncode == 0, people.stderr
+    assert f"pushed {PEOPLE} rows of main.people as identify" in people.stdout
+    events = run_push_cli([*common, "--table", "main.events", "--as", "event", "--key", "event_id"], tmp_path, env)
+    assert events.returncode == 0, events.stderr
+    for output in (people.stdout + people.stderr, events.stdout + events.stderr):
+        assert TRACK_KEY not in output and SITE_ID not in output
+
+    out = str(tmp_path / "extracted.duckdb")
+    pipeline = dlt.pipeline(
+        pipeline_name="rt_extract",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(out),
+        dataset_name="cio",
+    )
+    load(
+        pipeline,
+        customerio_source(
+            api_key=APP_KEY,
+            base_url=send_server.base_url,
+            rate_limit=0,
+            tables=["customers", "customer_attributes", "activities"],
+        ),
+    )
+    with duckdb.connect(out, read_only=True) as con:
+        customers = con.execute("SELECT id, email FROM cio.customers WHERE id LIKE 'rt\\_%' ESCAPE '\\'").fetchall()
+        attrs = con.execute(
+            "SELECT id, attributes FROM cio.customer_attributes WHERE id LIKE 'rt\\_%' ESCAPE '\\'"
+        ).fetchall()
+        acts = con.execute(
+            "SELECT customer_identifiers__id, name, timestamp, data FROM cio.activities "
+            "WHERE type = 'event' AND customer_identifiers__id LIKE 'rt\\_%' ESCAPE '\\'"
+        ).fetchall()
+    assert sorted(customers) == sorted((f"rt_{i}", f"rt{i}@example.com") for i in range(PEOPLE))
+    got = {ident: json.loads(a) if isinstance(a, str) else a for ident, a in attrs}
+    for i in range(PEOPLE):
+        created = int(datetime(2024, 3, 1 + i, tzinfo=timezone.utc).timestamp()) if i < 29 else None
+        record = got[f"rt_{i}"]
+        assert record["plan"] == ("pro" if i % 2 == 0 else "free")
+        if created is not None:
+            assert record["created_at"] == str(created)
+
+    def unix(value: Any) -> int:
+        return int(value.timestamp()) if hasattr(value, "timestamp") else int(value)
+
+    found = sorted(
+        (ident, name, unix(ts), json.loads(d)["event_id"] if isinstance(d, str) else d["event_id"])
+        for ident, name, ts, d in acts
+    )
+    expected = sorted(
+        (f"rt_{i % PEOPLE}", "purchase" if i % 3 == 0 else "login", now - 3600 + i * 7, i) for i in range(EVENTS)
+    )
+    assert found == expected
