@@ -236,3 +236,14 @@ def test_cdp_calls() -> None:
     }
     with pytest.raises(Rejection, match="userId"):
         build("identify", {"email": "a@x.io"}, "cdp")
+
+
+def test_send_credentials_go_with_each_request_never_on_a_session():
+    from customerio_source.send.transport import SendClient, Settings
+
+    track = SendClient(Settings(site_id="site", api_key="secret", base_url="http://127.0.0.1:9", rate_limit=None))
+    assert track._headers["Authorization"].startswith("Basic ") and "X-Strict-Mode" not in track._headers
+    assert "Authorization" not in track._session.headers
+    cdp = SendClient(Settings(api="cdp", write_key="wk", base_url="http://127.0.0.1:9", rate_limit=None))
+    assert cdp._headers["X-Strict-Mode"] == "1"
+    assert "secret" not in repr(track) and "wk" not in repr(cdp)

@@ -81,7 +81,7 @@ class SendClient(CustomerIOClient):
         self.api = settings.api
         self._basic = base64.b64encode(f"{str(user).strip()}:{str(password or '').strip()}".encode()).decode()
         super().__init__(
-            api_key="-",  # the App API's bearer key is not used: see _session
+            api_key="-",  # the App API's bearer key is not used: basic auth replaces its headers below
             region=settings.region,
             base_url=settings.root,
             rate_limit=settings.rate_limit or None,
@@ -90,22 +90,17 @@ class SendClient(CustomerIOClient):
             timeout=settings.timeout,
             limiter=limiter,
         )
+        # the App API client sends these headers with every request (its sessions hold no credentials)
+        self._headers = {
+            "Authorization": f"Basic {self._basic}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        if self.api == "cdp":
+            self._headers["X-Strict-Mode"] = "1"
 
     def __repr__(self) -> str:  # never show a credential
         return f"SendClient(api={self.api!r}, base_url={self.base_url!r})"
-
-    @property
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "send_session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update(
-                {"Authorization": f"Basic {self._basic}", "Accept": "application/json", "User-Agent": USER_AGENT}
-            )
-            if self.api == "cdp":
-                session.headers["X-Strict-Mode"] = "1"
-            self._local.send_session = session
-        return session
 
     def _error(self, response: requests.Response, endpoint: str) -> ApiError:
         status = response.status_code
