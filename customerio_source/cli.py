@@ -23,7 +23,7 @@ from .source import API_KEY_ENV, customerio_source
 from .warehouse import apply_bigquery_hints
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery")
-SCALES = ("tiny", "small", "large")
+SCALES = ("tiny", "small", "large", "stress", "xlarge")
 DEMO_API_KEY = "demo-app-api-key"
 EXIT_CONFIG, EXIT_AUTH, EXIT_PENDING, EXIT_BUSY = 2, 3, 4, 5
 
@@ -322,6 +322,7 @@ def quiet_tracebacks() -> None:
 # only when it runs (one line each; without a name the command loads a workspace)
 SUBCOMMANDS = {
     "simulate": "customerio_source.cli:simulate_main",
+    "plan": "customerio_source.planner:main",
 }
 
 
