@@ -184,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
         check_destination(pipeline)
         if args.destination == "bigquery":
             apply_bigquery_hints(source)
-        progress = Progress(stats, args.progress_every)
+        from .live import progress_for  # a live display on a terminal, the plain lines otherwise
+
+        progress = progress_for(stats, args.progress_every, source_kwargs, pipeline_name, args.bulk)
         for name, resource in source.selected_resources.items():
             resource.add_map(progress.count(name))
         progress.start()
