@@ -16,6 +16,7 @@ allows one writer per file. One job per workspace, ``customerio_<name>_job``, sc
 """
 
 # no `from __future__ import annotations`: Dagster reads the `context` annotation at definition time
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +40,9 @@ from customerio_source.warehouse import apply_bigquery_hints
 from customerio_source.workspaces import WorkspaceConfig, read_workspaces
 
 NAMING_KEY = "unused-naming-only"  # the sources handed to @dlt_assets only name the assets
+# the pipelines handed to @dlt_assets only name them too: kept in a folder of this process, so processes that
+# load these definitions at once (a code server, run workers) never write one pipeline's local state together
+_NAMING_DIR = tempfile.TemporaryDirectory(prefix="cio-dagster-naming-")
 
 
 class WorkspaceTranslator(DagsterDltTranslator):
@@ -60,9 +64,11 @@ def destination_of(workspace: WorkspaceConfig) -> Any:
     return dlt.destinations.duckdb(credentials=workspace.duckdb_file())
 
 
-def pipeline_of(workspace: WorkspaceConfig) -> dlt.Pipeline:
+def pipeline_of(workspace: WorkspaceConfig, naming: bool = False) -> dlt.Pipeline:
+    """The workspace's pipeline (``naming``: a stand-in with the same name, destination and dataset)."""
     return dlt.pipeline(
         pipeline_name=workspace.pipeline_name,
+        pipelines_dir=_NAMING_DIR.name if naming else None,
         destination=destination_of(workspace),
         dataset_name=workspace.dataset_name,
     )
@@ -74,7 +80,7 @@ def naming_source(workspace: WorkspaceConfig) -> DltSource:
 
 def asset_keys(workspace: WorkspaceConfig, translator: DagsterDltTranslator) -> dict[str, AssetKey]:
     source = naming_source(workspace)
-    specs = build_dlt_asset_specs(dlt_source=source, dlt_pipeline=pipeline_of(workspace),
+    specs = build_dlt_asset_specs(dlt_source=source, dlt_pipeline=pipeline_of(workspace, naming=True),
                                   dagster_dlt_translator=translator)
     return {name: spec.key for name, spec in zip(source.selected_resources, specs, strict=True)}
 
@@ -85,7 +91,7 @@ def workspace_assets(workspace: WorkspaceConfig) -> AssetsDefinition:
 
     @dlt_assets(
         dlt_source=naming_source(workspace),
-        dlt_pipeline=pipeline_of(workspace),
+        dlt_pipeline=pipeline_of(workspace, naming=True),
         name=f"customerio_{workspace.name}",
         group_name=f"customerio_{workspace.name}",
         dagster_dlt_translator=translator,

@@ -105,5 +105,6 @@ def test_three_workspaces_at_once(migrated_db: Path, tmp_path: Path) -> None:
         for sim in [solo, *three]:
             fanout.assert_warehouse_equals_workspace(tmp_path / f"{sim.name}.duckdb", f"cio_{sim.name}",
                                                      sim.server.workspace)
+        print(f"request rate: one workspace {one:.2f}/s; three at once {together:.2f}/s over {overlap:.1f} s")
         assert one <= fanout.RATE * 1.05  # each workspace stays within its own budget
         assert together >= 2.7 * one, (together, one, overlap)
