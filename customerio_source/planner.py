@@ -53,6 +53,8 @@ class TablePlan:
     basis: str
     exports_full: int | None = None
     """With exports (`--bulk exports`): the requests of a full run, where the table can be exported."""
+    exports: int = 0
+    """How many exports that full run creates."""
 
 
 @dataclass
@@ -195,7 +197,7 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
         changed = math.ceil(sampler.activities_in(since) * changing / ATTRIBUTES_BATCH)
         exports = EXPORT_REQUESTS + 2  # one customers export + the 2 requests that discover attribute names
         return TablePlan(name, full, min(full, scan + changed), f"{people:,} people / {ATTRIBUTES_BATCH}",
-                         exports_full=exports)
+                         exports_full=exports, exports=1)
     if builder == "per_person":
         people = sampler.people()
         series = len(delivery_windows(ctx, CATALOGUE["messages"])) if name == "customer_messages" else 1
@@ -261,8 +263,9 @@ def _deliveries(sampler: Sampler, spec: TableSpec, watermark: datetime | None) -
     recent = estimate_deliveries(ctx, start, None)
     incremental = sum(window_requests(recent * _share(lo, up, start), page, ctx.concurrency)
                       for lo, up in delivery_windows(ctx, spec, start=start))
-    exports = _export_requests(ctx, spec)
-    return TablePlan(spec.name, full, incremental, f"~{rows_total:,} deliveries", exports_full=exports)
+    exports, requests = _export_requests(ctx, spec)
+    return TablePlan(spec.name, full, incremental, f"~{rows_total:,} deliveries", exports_full=requests,
+                     exports=exports)
 
 
 def _share(lower: datetime, upper: datetime | None, start: datetime) -> float:
@@ -271,13 +274,14 @@ def _share(lower: datetime, upper: datetime | None, start: datetime) -> float:
     return max(0.0, ((upper or now) - max(lower, start)).total_seconds()) / total
 
 
-def _export_requests(ctx: RunContext, spec: TableSpec) -> int:
-    """A full run through exports: ~EXPORT_REQUESTS per export (bulk.delivery_jobs), broadcasts by the API."""
+def _export_requests(ctx: RunContext, spec: TableSpec) -> tuple[int, int]:
+    """A full run through exports: (exports, requests): ~EXPORT_REQUESTS per export (bulk.delivery_jobs),
+    broadcasts by the API (one request per window at least)."""
     start, end = delivery_range(ctx, None, ctx.interval.end)
     jobs = delivery_jobs(ctx, spec, start, end, settings=None)  # type: ignore[arg-type] - jobs are not run
     broadcasts = len(ctx.list_rows("broadcasts")) if spec.parent is None else 0
     exports = len(jobs) - broadcasts
-    return exports * EXPORT_REQUESTS + broadcasts * len(delivery_windows(ctx, spec))
+    return exports, exports * EXPORT_REQUESTS + broadcasts * len(delivery_windows(ctx, spec))
 
 
 def _objects(sampler: Sampler, name: str) -> TablePlan:
@@ -348,8 +352,8 @@ def make_plan(
             else:
                 from .bulk import AUTO_MIN_API_REQUESTS
 
-                exports = round(entry.exports_full / EXPORT_REQUESTS)
-                plan.bulk_choice[entry.table] = entry.full >= max(AUTO_MIN_API_REQUESTS, 2 * EXPORT_REQUESTS * exports)
+                floor = max(AUTO_MIN_API_REQUESTS, 2 * EXPORT_REQUESTS * entry.exports)  # bulk.exports_pay_off
+                plan.bulk_choice[entry.table] = entry.full >= floor
     if not watermarks:
         plan.notes.append(f"incremental: a run {since_hours:g} h after the previous one (no local pipeline state)")
     return plan
