@@ -77,8 +77,9 @@ class Plan:
 class Sampler:
     """The few requests the plan rests on, each made once."""
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, since_hours: float = DEFAULT_SINCE_HOURS) -> None:
         self.ctx = ctx
+        self.since_hours = since_hours
         self._workspace: dict[str, Any] | None = None
         self._activities: tuple[int, float, float] | None = None
 
@@ -241,7 +242,7 @@ def _parents_of(sampler: Sampler, spec: TableSpec) -> int:
 
 def _since_seconds(watermark: datetime | None, sampler: Sampler) -> float:
     if watermark is None:
-        return sampler.since_hours * 3600  # type: ignore[attr-defined]
+        return sampler.since_hours * 3600
     return max(0.0, (datetime.now(timezone.utc) - watermark).total_seconds())
 
 
@@ -337,8 +338,7 @@ def make_plan(
     since_hours: float = DEFAULT_SINCE_HOURS,
 ) -> Plan:
     """The plan of a run of ``selected`` tables (what :func:`source.select_tables` returns)."""
-    sampler = Sampler(ctx)
-    sampler.since_hours = since_hours  # type: ignore[attr-defined] - our own object
+    sampler = Sampler(ctx, since_hours)
     tables = [plan_table(sampler, name, periods, watermarks or {}) for name, periods in selected.items()]
     plan = Plan(tables, rate_limit, ctx.client.stats.total, bulk)
     for entry in tables:
