@@ -19,7 +19,6 @@ import argparse
 import math
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -105,7 +104,6 @@ class Sampler:
         ``ACTIVITY_SAMPLE_PAGES`` pages; when the sample reaches the end, the count is exact."""
         if self._activities is None:
             spec = CATALOGUE["activities"]
-            now = time.time()
             rows: list[dict[str, Any]] = []
             ended = True
             for n, payload in enumerate(self.ctx.client.pages("GET", spec.path, {"limit": spec.page_size},
@@ -117,10 +115,12 @@ class Sampler:
                 if n >= ACTIVITY_SAMPLE_PAGES and payload.get("next"):
                     ended = False
                     break
-            oldest = min((float(r.get("timestamp") or now) for r in rows), default=now)
-            span = ACTIVITY_WINDOW.total_seconds() if ended else max(1.0, now - oldest)
+            stamps = [float(r["timestamp"]) for r in rows if r.get("timestamp")]
             changing = sum(1 for r in rows if r.get("type") in PROFILE_CHANGE_TYPES) / max(1, len(rows))
-            self._activities = (len(rows), span, changing)
+            if ended or len(stamps) < 2:
+                self._activities = (len(rows), ACTIVITY_WINDOW.total_seconds(), changing)
+            else:  # the sample's own span: the workspace's clock need not be ours, nor its newest row now
+                self._activities = (len(stamps) - 1, max(1.0, max(stamps) - min(stamps)), changing)
         return self._activities
 
     def activities_in(self, seconds: float) -> float:
