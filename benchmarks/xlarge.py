@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.run import RESULTS, machine, run_mode, say, source_state
+from benchmarks.run import RESULTS, machine, run_mode, say, source_state, summarize
 
 MAX_RSS_GROWTH = 1.3  # peak RSS at xlarge vs small
 MAX_TIME_PER_ROW_GROWTH = 1.2  # per table, large -> xlarge
@@ -262,6 +262,22 @@ def write(result: dict[str, Any]) -> None:
     output(result["date"]).with_suffix(".md").write_text(text)
 
 
+def add_full_only(scale: str, report_file: str, floors_file: str, note: str) -> int:
+    """Record a full sync whose cycle did not finish (the worker's report and the simulator's floors, taken
+    from the run's folder and admin port) as ``scale``'s result; the incremental sync is marked not run."""
+    files = sorted(RESULTS.glob("*-xlarge.json"))
+    result = orjson.loads(files[-1].read_bytes())
+    full = orjson.loads(Path(report_file).read_bytes())
+    floors = orjson.loads(Path(floors_file).read_bytes())["floors"]
+    incremental = {"error": note}
+    cycle = {"floors": floors, "full": full, "incremental_floors": {}, "incremental": incremental}
+    result["scales"][scale] = {"limit": "off", "rate_limit": 0.0, "cycles": [cycle], "messages": [],
+                               "summary": summarize([cycle], []), "partial": note}
+    result.setdefault("notes", []).append(f"`{scale}`: {note}")
+    write(result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.xlarge", description=__doc__.splitlines()[0])
     ap.add_argument("--scales", default="small,large,xlarge")
@@ -273,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--date", default=None, help="--report-only: the results of this date (default: the latest)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the latest .json (no runs)")
+    ap.add_argument("--full-only", nargs=4, metavar=("SCALE", "REPORT", "FLOORS", "NOTE"),
+                    help="record a full sync whose cycle did not finish (worker report, /_admin/floor JSON)")
     args = ap.parse_args(argv)
+    if args.full_only:
+        return add_full_only(*args.full_only)
     if args.report_only:
         files = sorted(RESULTS.glob(f"{args.date or '*'}-xlarge.json"))
         if not files:
