@@ -268,6 +268,13 @@ def add_full_only(scale: str, report_file: str, floors_file: str, note: str) -> 
     files = sorted(RESULTS.glob("*-xlarge.json"))
     result = orjson.loads(files[-1].read_bytes())
     full = orjson.loads(Path(report_file).read_bytes())
+    # what benchmarks.run adds around the worker, from the worker's own report: its getrusage peak (the
+    # same process wait4 measures), its wall time; the client's request count for the server's
+    full.setdefault("peak_rss_mb", full.get("peak_rss_mb_self"))
+    full.setdefault("process_seconds", full["wall_seconds"])
+    full.setdefault("cpu_seconds", float("nan"))
+    full.setdefault("server", {"requests": full["requests"], "rate_limited": full.get("rate_limited", 0),
+                               "max_in_window_1s": float("nan"), "cpu_seconds": float("nan")})
     floors = orjson.loads(Path(floors_file).read_bytes())["floors"]
     incremental = {"error": note}
     cycle = {"floors": floors, "full": full, "incremental_floors": {}, "incremental": incremental}
