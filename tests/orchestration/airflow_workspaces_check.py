@@ -43,7 +43,9 @@ spec = importlib.util.spec_from_file_location("customerio_airflow_workspaces", s
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
-run = getattr(module, "customerio_" + sys.argv[2]).test()
+dag = getattr(module, "customerio_" + sys.argv[2])
+""" + fanout.BARRIER + """
+run = dag.test()
 print(json.dumps({"state": str(run.state), "tasks": sorted(ti.task_id for ti in run.get_task_instances())}))
 """
 
@@ -65,7 +67,7 @@ def run_dags(names: list[str], listing: Path, keys: dict[str, str], db: Path, wo
         shutil.copy(db, home / "airflow.db")
         commands.append(["env", f"AIRFLOW_HOME={home}", f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///{home}/airflow.db",
                          sys.executable, "-c", WORKER, str(DAG_FILE), name])
-    return fanout.run_parallel(commands, env)
+    return fanout.run_parallel(commands, env, work / "barrier")
 
 
 def test_a_list_that_repeats_a_dataset_is_refused_before_anything_runs(tmp_path: Path, monkeypatch: Any) -> None:

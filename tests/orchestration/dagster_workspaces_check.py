@@ -36,6 +36,7 @@ spec = importlib.util.spec_from_file_location("customerio_dagster_workspaces", s
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
+""" + fanout.BARRIER + """
 result = materialize([module.ASSETS[sys.argv[2]]])
 keys = sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events())
 print(json.dumps({"success": result.success, "assets": keys}))
@@ -53,7 +54,8 @@ def load_definitions(name: str) -> Any:
 
 def materialize_at_once(names: list[str], listing: Path, keys: dict[str, str], work: Path) -> list[dict[str, Any]]:
     env = fanout.child_env({**keys, "CUSTOMERIO_WORKSPACES": str(listing), "DLT_DATA_DIR": str(work / "dlt")})
-    return fanout.run_parallel([[sys.executable, "-c", WORKER, str(DEFS_FILE), name] for name in names], env)
+    commands = [[sys.executable, "-c", WORKER, str(DEFS_FILE), name] for name in names]
+    return fanout.run_parallel(commands, env, work / f"barrier-{'-'.join(names)}")
 
 
 def test_a_list_that_repeats_a_pipeline_name_is_refused_before_anything_runs(tmp_path: Path, monkeypatch: Any) -> None:

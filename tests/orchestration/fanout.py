@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RATE = 5.0  # requests/s of every simulated workspace (and of its client)
+RATE = 4.0  # requests/s of every simulated workspace (and of its client)
 TABLES = ("workspaces,campaigns,campaign_actions,broadcasts,newsletters,segments,segment_memberships,customers,"
           "customer_attributes,messages,activities,objects,object_types,campaign_metrics")
 
@@ -82,13 +82,33 @@ def write_list(path: Path, sims: list[Simulated], workdir: Path, duplicate: str 
     return env
 
 
-def run_parallel(commands: list[list[str]], env: dict[str, str], timeout: float = 600) -> list[dict[str, Any]]:
-    """Start every command at once; each prints one JSON line last. Returns those, in order."""
+BARRIER = """
+import os as _os, pathlib as _pathlib, time as _time
+_barrier = _pathlib.Path(_os.environ["CIO_BARRIER"])
+(_barrier / (sys.argv[2] + ".ready")).touch()
+while not (_barrier / "go").exists():
+    _time.sleep(0.02)
+"""
+"""Inserted in a worker after its imports: wait until every worker is ready, so they start together."""
+
+
+def run_parallel(commands: list[list[str]], env: dict[str, str], barrier: Path,
+                 timeout: float = 600) -> list[dict[str, Any]]:
+    """Start every command at once; each imports what it needs, waits at ``BARRIER`` until all are ready,
+    runs, and prints one JSON line last. Returns those, in order."""
+    barrier.mkdir(parents=True, exist_ok=True)
+    env = {**env, "CIO_BARRIER": str(barrier)}
     processes = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for c in commands]
+    deadline = time.monotonic() + timeout
+    while len(list(barrier.glob("*.ready"))) < len(commands):
+        if any(p.poll() not in (None, 0) for p in processes) or time.monotonic() > deadline:
+            break  # a worker failed before it was ready: its output says why
+        time.sleep(0.05)
+    (barrier / "go").touch()
     results = []
     for process in processes:
-        out, err = process.communicate(timeout=timeout)
+        out, err = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
         assert process.returncode == 0, (out[-3000:], err[-3000:])
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
