@@ -81,6 +81,8 @@ class Sampler:
         self.since_hours = since_hours
         self._workspace: dict[str, Any] | None = None
         self._activities: tuple[int, float, float] | None = None
+        self._stamps: list[float] = []
+        self._ended = False
 
     def workspace(self) -> dict[str, Any]:
         """This key's workspace from ``GET /v1/workspaces``: its cached counts (`people`, `objects`, ...).
@@ -116,6 +118,7 @@ class Sampler:
                     ended = False
                     break
             stamps = [float(r["timestamp"]) for r in rows if r.get("timestamp")]
+            self._stamps, self._ended = stamps, ended
             changing = sum(1 for r in rows if r.get("type") in PROFILE_CHANGE_TYPES) / max(1, len(rows))
             if ended or len(stamps) < 2:
                 self._activities = (len(rows), ACTIVITY_WINDOW.total_seconds(), changing)
@@ -126,6 +129,14 @@ class Sampler:
     def activities_in(self, seconds: float) -> float:
         rows, span, _ = self.activities()
         return rows * min(seconds, ACTIVITY_WINDOW.total_seconds()) / span
+
+    def activities_since(self, watermark: datetime | None, seconds: float) -> float:
+        """Activities an incremental run reads: counted in the sample when it reaches back to ``watermark``,
+        else ``seconds`` of the sample's density."""
+        self.activities()
+        if watermark is not None and self._stamps and (self._ended or min(self._stamps) < watermark.timestamp()):
+            return float(sum(1 for t in self._stamps if t >= watermark.timestamp()))
+        return self.activities_in(seconds)
 
     def first_page(self, method: str, path: str, params: dict[str, Any], body: Any, table: str) -> dict[str, Any]:
         return self.ctx.client.request(method, path, params=params, body=body, table=table)
@@ -182,7 +193,7 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
         rows, _, _ = sampler.activities()
         full = math.ceil(sampler.activities_in(ACTIVITY_WINDOW.total_seconds()) / (spec.page_size or 100))
         since = _since_seconds(watermarks.get(name), sampler)
-        incremental = math.ceil(sampler.activities_in(since) / (spec.page_size or 100)) + 1
+        incremental = math.ceil(sampler.activities_since(watermarks.get(name), since) / (spec.page_size or 100)) + 1
         return TablePlan(name, max(1, full), min(max(1, full), incremental),
                          f"~{full * (spec.page_size or 100):,} rows in 30 days (from {rows} sampled)")
     if builder == "customers":
@@ -194,8 +205,9 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
         full = math.ceil(people / ATTRIBUTES_BATCH)
         since = _since_seconds(watermarks.get("activities"), sampler)
         _, _, changing = sampler.activities()
-        scan = math.ceil(sampler.activities_in(since) / CATALOGUE["activities"].page_size) + 1
-        changed = math.ceil(sampler.activities_in(since) * changing / ATTRIBUTES_BATCH)
+        recent = sampler.activities_since(watermarks.get("activities"), since)
+        scan = math.ceil(recent / CATALOGUE["activities"].page_size) + 1
+        changed = math.ceil(recent * changing / ATTRIBUTES_BATCH)
         exports = EXPORT_REQUESTS + 2  # one customers export + the 2 requests that discover attribute names
         return TablePlan(name, full, min(full, scan + changed), f"{people:,} people / {ATTRIBUTES_BATCH}",
                          exports_full=exports, exports=1)
