@@ -278,9 +278,11 @@ def report_of(stats: Any, tables: list[str], pipeline: Any, traces: TraceLog, cl
         "loadavg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     if failed_steps:
-        report["failed_steps"] = failed_steps
-    else:
+        report["failed_steps"] = failed_steps  # also a load step the connector ran again (the memory retry)
+    try:
         report["state_written"] = state_written(pipeline, traces, time.time() - wall)
+    except Exception as exc:  # noqa: BLE001 - a failed run may have no destination tables
+        report["state_written"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     return report
 
 

@@ -234,7 +234,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
             continue
         for phase in ("full", "incremental"):
             st = state_of(mode, phase)
-            if "bytes" in st:
+            if "bytes" in st and "error" not in st:
                 out.append(
                     (
                         f"dlt state written per run <= {MAX_STATE_BYTES // 1000} KB ({scale}, {phase})",
