@@ -273,13 +273,26 @@ def add_full_only(scale: str, report_file: str, floors_file: str, note: str) -> 
     full.setdefault("peak_rss_mb", full.get("peak_rss_mb_self"))
     full.setdefault("process_seconds", full["wall_seconds"])
     full.setdefault("cpu_seconds", float("nan"))
-    full.setdefault("server", {"requests": full["requests"], "rate_limited": full.get("rate_limited", 0),
-                               "max_in_window_1s": float("nan"), "cpu_seconds": float("nan")})
+    full.setdefault(
+        "server",
+        {
+            "requests": full["requests"],
+            "rate_limited": full.get("rate_limited", 0),
+            "max_in_window_1s": float("nan"),
+            "cpu_seconds": float("nan"),
+        },
+    )
     floors = orjson.loads(Path(floors_file).read_bytes())["floors"]
     incremental = {"error": note}
     cycle = {"floors": floors, "full": full, "incremental_floors": {}, "incremental": incremental}
-    result["scales"][scale] = {"limit": "off", "rate_limit": 0.0, "cycles": [cycle], "messages": [],
-                               "summary": summarize([cycle], []), "partial": note}
+    result["scales"][scale] = {
+        "limit": "off",
+        "rate_limit": 0.0,
+        "cycles": [cycle],
+        "messages": [],
+        "summary": summarize([cycle], []),
+        "partial": note,
+    }
     result.setdefault("notes", []).append(f"`{scale}`: {note}")
     write(result)
     return 0
@@ -296,8 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--date", default=None, help="--report-only: the results of this date (default: the latest)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the latest .json (no runs)")
-    ap.add_argument("--full-only", nargs=4, metavar=("SCALE", "REPORT", "FLOORS", "NOTE"),
-                    help="record a full sync whose cycle did not finish (worker report, /_admin/floor JSON)")
+    ap.add_argument(
+        "--full-only",
+        nargs=4,
+        metavar=("SCALE", "REPORT", "FLOORS", "NOTE"),
+        help="record a full sync whose cycle did not finish (worker report, /_admin/floor JSON)",
+    )
     args = ap.parse_args(argv)
     if args.full_only:
         return add_full_only(*args.full_only)

@@ -87,7 +87,8 @@ class LiveProgress(Progress):
         else:
             eta = "–"
         title = (f"{done:,} / {planned:,} requests planned" if planned else f"{done:,} requests") + (
-            f" · {rate:.1f}/s · {eta} · {_clock(elapsed)} elapsed")
+            f" · {rate:.1f}/s · {eta} · {_clock(elapsed)} elapsed"
+        )
         table = Table(title=title, title_justify="left", expand=False)
         table.add_column("table")
         table.add_column("rows", justify="right")
@@ -95,8 +96,12 @@ class LiveProgress(Progress):
         table.add_column("planned", justify="right")
         names = sorted((set(self.rows) | set(self.stats.by_table) | set(self.planned)) - {"-"})
         for name in names:
-            table.add_row(name, f"{self.rows.get(name, 0):,}", f"{self.stats.by_table.get(name, 0):,}",
-                          f"{self.planned[name]:,}" if name in self.planned else "–")
+            table.add_row(
+                name,
+                f"{self.rows.get(name, 0):,}",
+                f"{self.stats.by_table.get(name, 0):,}",
+                f"{self.planned[name]:,}" if name in self.planned else "–",
+            )
         return table
 
 
@@ -107,7 +112,11 @@ def _clock(seconds: float) -> str:
 
 
 def progress_for(
-    stats: Any, every: float, source_kwargs: dict[str, Any], pipeline_name: str, bulk: str | None,
+    stats: Any,
+    every: float,
+    source_kwargs: dict[str, Any],
+    pipeline_name: str,
+    bulk: str | None,
     stream: IO[str] | None = None,
 ) -> Progress:
     """The live display on a terminal (``every`` > 0), else the plain periodic lines."""

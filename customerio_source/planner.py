@@ -108,8 +108,9 @@ class Sampler:
             spec = CATALOGUE["activities"]
             rows: list[dict[str, Any]] = []
             ended = True
-            for n, payload in enumerate(self.ctx.client.pages("GET", spec.path, {"limit": spec.page_size},
-                                                              table="activities"), 1):
+            for n, payload in enumerate(
+                self.ctx.client.pages("GET", spec.path, {"limit": spec.page_size}, table="activities"), 1
+            ):
                 page = records(payload, spec.envelope)
                 rows.extend(page)
                 if not page:
@@ -194,8 +195,12 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
         full = math.ceil(sampler.activities_in(ACTIVITY_WINDOW.total_seconds()) / (spec.page_size or 100))
         since = _since_seconds(watermarks.get(name), sampler)
         incremental = math.ceil(sampler.activities_since(watermarks.get(name), since) / (spec.page_size or 100)) + 1
-        return TablePlan(name, max(1, full), min(max(1, full), incremental),
-                         f"~{full * (spec.page_size or 100):,} rows in 30 days (from {rows} sampled)")
+        return TablePlan(
+            name,
+            max(1, full),
+            min(max(1, full), incremental),
+            f"~{full * (spec.page_size or 100):,} rows in 30 days (from {rows} sampled)",
+        )
     if builder == "customers":
         people = sampler.people()
         cost = math.ceil(max(1, people) / PEOPLE_PAGE_SIZE)
@@ -209,8 +214,14 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
         scan = math.ceil(recent / CATALOGUE["activities"].page_size) + 1
         changed = math.ceil(recent * changing / ATTRIBUTES_BATCH)
         exports = EXPORT_REQUESTS + 2  # one customers export + the 2 requests that discover attribute names
-        return TablePlan(name, full, min(full, scan + changed), f"{people:,} people / {ATTRIBUTES_BATCH}",
-                         exports_full=exports, exports=1)
+        return TablePlan(
+            name,
+            full,
+            min(full, scan + changed),
+            f"{people:,} people / {ATTRIBUTES_BATCH}",
+            exports_full=exports,
+            exports=1,
+        )
     if builder == "per_person":
         people = sampler.people()
         series = len(delivery_windows(ctx, CATALOGUE["messages"])) if name == "customer_messages" else 1
@@ -220,8 +231,9 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
     if builder == "suppressions":
         cost = 0
         for kind in SUPPRESSION_TYPES:
-            payload = sampler.first_page("GET", f"/v1/esp/suppression/{kind}",
-                                         {"limit": SUPPRESSIONS_PAGE_SIZE, "offset": 0}, None, name)
+            payload = sampler.first_page(
+                "GET", f"/v1/esp/suppression/{kind}", {"limit": SUPPRESSIONS_PAGE_SIZE, "offset": 0}, None, name
+            )
             cost += 1 if len(payload.get("suppressions") or []) < SUPPRESSIONS_PAGE_SIZE else 2
         return TablePlan(name, cost, cost, "first page per type (at least)")
     return TablePlan(name, 1, 1, "one request")
@@ -274,11 +286,14 @@ def _deliveries(sampler: Sampler, spec: TableSpec, watermark: datetime | None) -
     since = _since_seconds(watermark, sampler) + ctx.messages_lookback_days * 86400
     start = datetime.now(timezone.utc) - timedelta(seconds=since)
     recent = estimate_deliveries(ctx, start, None)
-    incremental = sum(window_requests(recent * _share(lo, up, start), page, ctx.concurrency)
-                      for lo, up in delivery_windows(ctx, spec, start=start))
+    incremental = sum(
+        window_requests(recent * _share(lo, up, start), page, ctx.concurrency)
+        for lo, up in delivery_windows(ctx, spec, start=start)
+    )
     exports, requests = _export_requests(ctx, spec)
-    return TablePlan(spec.name, full, incremental, f"~{rows_total:,} deliveries", exports_full=requests,
-                     exports=exports)
+    return TablePlan(
+        spec.name, full, incremental, f"~{rows_total:,} deliveries", exports_full=requests, exports=exports
+    )
 
 
 def _share(lower: datetime, upper: datetime | None, start: datetime) -> float:
@@ -310,8 +325,13 @@ def _objects(sampler: Sampler, name: str) -> TablePlan:
     cost = 0
     for kind in types:
         type_id = str(kind["id"])
-        payload = sampler.first_page("POST", "/v1/objects", {"limit": spec.page_size},
-                                     {"object_type_id": type_id, "filter": _match_all(type_id)}, name)
+        payload = sampler.first_page(
+            "POST",
+            "/v1/objects",
+            {"limit": spec.page_size},
+            {"object_type_id": type_id, "filter": _match_all(type_id)},
+            name,
+        )
         if not payload.get("next"):
             cost += 1
         elif isinstance(total, int) and types:
@@ -383,12 +403,16 @@ def render(plan: Plan) -> str:
         return "–" if seconds is None else duration(seconds)
 
     width = max([len(t.table) for t in plan.tables] + [5])
-    lines = [f"{'table'.ljust(width)}  {'full req':>9}  {'full time':>9}  {'incr req':>9}  {'incr time':>9}  "
-             f"{'exports':>8}  basis"]
+    lines = [
+        f"{'table'.ljust(width)}  {'full req':>9}  {'full time':>9}  {'incr req':>9}  {'incr time':>9}  "
+        f"{'exports':>8}  basis"
+    ]
     for t in plan.tables:
         exports = "–" if t.exports_full is None else str(t.exports_full)
-        lines.append(f"{t.table.ljust(width)}  {t.full:>9,}  {when(t.full):>9}  {t.incremental:>9,}  "
-                     f"{when(t.incremental):>9}  {exports:>8}  {t.basis}")
+        lines.append(
+            f"{t.table.ljust(width)}  {t.full:>9,}  {when(t.full):>9}  {t.incremental:>9,}  "
+            f"{when(t.incremental):>9}  {exports:>8}  {t.basis}"
+        )
     full, incremental = plan.total("full"), plan.total("incremental")
     lines.append(f"{'total'.ljust(width)}  {full:>9,}  {when(full):>9}  {incremental:>9,}  {when(incremental):>9}")
     rate = f"{plan.rate_limit:g} requests/s" if plan.rate_limit > 0 else "no rate limit (times not computed)"
@@ -428,15 +452,25 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--base-url", default=None)
     parser.add_argument("--rate-limit", type=float, default=DEFAULT_RATE_LIMIT, help="requests/s (default 10)")
     parser.add_argument("--pipeline-name", default="customerio", help="plan the incremental run from its state")
-    parser.add_argument("--since-hours", type=float, default=DEFAULT_SINCE_HOURS,
-                        help="without local state: hours between runs (default 24)")
+    parser.add_argument(
+        "--since-hours",
+        type=float,
+        default=DEFAULT_SINCE_HOURS,
+        help="without local state: hours between runs (default 24)",
+    )
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(list(argv))
     try:
         plan = plan_run(
-            api_key=os.environ.get(API_KEY_ENV, ""), tables=args.tables, bulk=args.bulk, region=args.region,
-            base_url=args.base_url, rate_limit=args.rate_limit, pipeline_name=args.pipeline_name,
-            since_hours=args.since_hours, selector=select_tables,
+            api_key=os.environ.get(API_KEY_ENV, ""),
+            tables=args.tables,
+            bulk=args.bulk,
+            region=args.region,
+            base_url=args.base_url,
+            rate_limit=args.rate_limit,
+            pipeline_name=args.pipeline_name,
+            since_hours=args.since_hours,
+            selector=select_tables,
         )
     except Exception as exc:  # noqa: BLE001 - one line, the load's exit codes
         if args.debug:
@@ -466,7 +500,8 @@ def plan_run(
     if not api_key:
         raise ConfigError("no API key: set CUSTOMERIO_APP_API_KEY")
     selected = selector(tables, ("days",))
-    client = CustomerIOClient(api_key, region=region, base_url=base_url, rate_limit=rate_limit, max_attempts=3,
-                              stats=stats or RequestStats())
+    client = CustomerIOClient(
+        api_key, region=region, base_url=base_url, rate_limit=rate_limit, max_attempts=3, stats=stats or RequestStats()
+    )
     ctx = RunContext(client=client, metrics_periods=selected)
     return make_plan(ctx, selected, bulk, rate_limit, saved_watermarks(pipeline_name), since_hours)

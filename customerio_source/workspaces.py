@@ -27,8 +27,19 @@ from typing import Any
 from .errors import ConfigError
 
 WORKSPACES_ENV = "CUSTOMERIO_WORKSPACES"
-FIELDS = {"name", "api_key", "api_key_env", "pipeline_name", "dataset_name", "rate_limit", "region", "base_url",
-          "tables", "destination", "duckdb_path"}
+FIELDS = {
+    "name",
+    "api_key",
+    "api_key_env",
+    "pipeline_name",
+    "dataset_name",
+    "rate_limit",
+    "region",
+    "base_url",
+    "tables",
+    "destination",
+    "duckdb_path",
+}
 
 
 @dataclass(frozen=True)
@@ -90,23 +101,37 @@ def parse_workspaces(entries: Sequence[dict[str, Any]]) -> list[WorkspaceConfig]
         if not entry.get("api_key") and not entry.get("api_key_env"):
             raise ConfigError(f"workspace #{index}: set api_key_env (or api_key)")
         name = str(entry.get("name") or entry["pipeline_name"])
-        for key, value in (("pipeline_name", entry["pipeline_name"]), ("dataset_name", entry["dataset_name"]),
-                           ("name", name)):
+        for key, value in (
+            ("pipeline_name", entry["pipeline_name"]),
+            ("dataset_name", entry["dataset_name"]),
+            ("name", name),
+        ):
             label = str(value)
             if label in seen[key]:
-                raise ConfigError(f"workspaces {seen[key][label]!r} and {name!r} share the {key.replace('_', ' ')} "
-                                  f"{label!r}: each workspace needs its own")
+                raise ConfigError(
+                    f"workspaces {seen[key][label]!r} and {name!r} share the {key.replace('_', ' ')} "
+                    f"{label!r}: each workspace needs its own"
+                )
             seen[key][label] = name
         try:
             rate = float(entry.get("rate_limit", 10.0))
         except (TypeError, ValueError):
             raise ConfigError(f"workspace {name!r}: rate_limit must be a number") from None
-        out.append(WorkspaceConfig(
-            name=name, pipeline_name=str(entry["pipeline_name"]), dataset_name=str(entry["dataset_name"]),
-            rate_limit=rate, api_key_env=entry.get("api_key_env"), api_key_value=entry.get("api_key"),
-            region=entry.get("region"), base_url=entry.get("base_url"), tables=entry.get("tables"),
-            destination=str(entry.get("destination", "duckdb")), duckdb_path=entry.get("duckdb_path"),
-        ))
+        out.append(
+            WorkspaceConfig(
+                name=name,
+                pipeline_name=str(entry["pipeline_name"]),
+                dataset_name=str(entry["dataset_name"]),
+                rate_limit=rate,
+                api_key_env=entry.get("api_key_env"),
+                api_key_value=entry.get("api_key"),
+                region=entry.get("region"),
+                base_url=entry.get("base_url"),
+                tables=entry.get("tables"),
+                destination=str(entry.get("destination", "duckdb")),
+                duckdb_path=entry.get("duckdb_path"),
+            )
+        )
     return out
 
 

@@ -80,8 +80,9 @@ def naming_source(workspace: WorkspaceConfig) -> DltSource:
 
 def asset_keys(workspace: WorkspaceConfig, translator: DagsterDltTranslator) -> dict[str, AssetKey]:
     source = naming_source(workspace)
-    specs = build_dlt_asset_specs(dlt_source=source, dlt_pipeline=pipeline_of(workspace, naming=True),
-                                  dagster_dlt_translator=translator)
+    specs = build_dlt_asset_specs(
+        dlt_source=source, dlt_pipeline=pipeline_of(workspace, naming=True), dagster_dlt_translator=translator
+    )
     return {name: spec.key for name, spec in zip(source.selected_resources, specs, strict=True)}
 
 

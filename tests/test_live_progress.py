@@ -17,14 +17,25 @@ def run_demo(tmp_path, terminal: bool) -> tuple[int, str]:
     env = dict(os.environ, DLT_DATA_DIR=str(tmp_path / "dlt"), COLUMNS="120")
     env.pop("CUSTOMERIO_APP_API_KEY", None)
     env.pop("DESTINATION__DUCKDB__CREDENTIALS", None)
-    command = [sys.executable, "-m", "customerio_source.cli", "--demo", "--scale", "tiny", "--progress-every", "0.2",
-               "--tables", "campaigns,customers,customer_attributes,messages"]
+    command = [
+        sys.executable,
+        "-m",
+        "customerio_source.cli",
+        "--demo",
+        "--scale",
+        "tiny",
+        "--progress-every",
+        "0.2",
+        "--tables",
+        "campaigns,customers,customer_attributes,messages",
+    ]
     if not terminal:
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         return done.returncode, done.stderr
     controller, terminal_end = pty.openpty()
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdin=terminal_end, stdout=terminal_end,
-                               stderr=terminal_end)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdin=terminal_end, stdout=terminal_end, stderr=terminal_end
+    )
     os.close(terminal_end)
     chunks = []
     while True:
@@ -53,7 +64,7 @@ def test_a_terminal_gets_one_live_display_with_the_plan(tmp_path):
     final = int(re.search(r"dataset 'customerio' in [\d.]+s, (\d+) requests", out[summary:]).group(1))
     assert done == final  # the last frame shows every request of the run
     assert abs(planned - final) <= max(3, 0.1 * final)  # the planner's estimate of this run (tiny: a few requests)
-    last_frame = live[live.rindex("requests planned"):]
+    last_frame = live[live.rindex("requests planned") :]
     row = re.search(r"│ customers\s+│\s+([\d,]+) │\s+(\d+) │\s+(\d+) │", last_frame)
     assert row and int(row.group(1).replace(",", "")) > 0 and row.group(2) == row.group(3)
 
@@ -65,5 +76,6 @@ def test_without_a_terminal_the_plain_lines_are_unchanged(tmp_path):
     assert lines, err
     assert "\x1b[" not in err and "planned" not in err and "┃" not in err
     assert any(re.match(r"^\[\s*\d+\.\ds\] customers: \d+ rows, \d+ requests$", line) for line in lines)
-    assert any(re.match(r"^\[\s*\d+\.\ds\] \d+ requests(, [\d.]+/s|; normalizing and loading\.\.\.)$", line)
-               for line in lines)
+    assert any(
+        re.match(r"^\[\s*\d+\.\ds\] \d+ requests(, [\d.]+/s|; normalizing and loading\.\.\.)$", line) for line in lines
+    )

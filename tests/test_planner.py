@@ -69,11 +69,27 @@ def test_plan_predicts_full_and_incremental_requests_at_small(small_server, tmp_
 def test_plan_prints_a_table_and_the_bulk_choice(small_server, capsys, monkeypatch):
     _, server = small_server
     monkeypatch.setenv("CUSTOMERIO_APP_API_KEY", KEY)
-    assert main(["--base-url", server.base_url, "--tables", "customers,customer_attributes,messages",
-                 "--bulk", "auto", "--pipeline-name", "nothing_here"]) == 0
+    assert (
+        main(
+            [
+                "--base-url",
+                server.base_url,
+                "--tables",
+                "customers,customer_attributes,messages",
+                "--bulk",
+                "auto",
+                "--pipeline-name",
+                "nothing_here",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line and line.split()[0] in
-            ("customers", "customer_attributes", "messages", "total")}
+    rows = {
+        line.split()[0]: line.split()
+        for line in out.splitlines()
+        if line and line.split()[0] in ("customers", "customer_attributes", "messages", "total")
+    }
     people = ws_people(server)
     assert int(rows["customers"][1].replace(",", "")) == -(-people // 1000)
     assert int(rows["customer_attributes"][1].replace(",", "")) == -(-people // 100)

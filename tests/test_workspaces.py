@@ -27,8 +27,12 @@ def test_reads_a_toml_list_and_resolves_keys_when_asked(tmp_path, monkeypatch):
     path = tmp_path / "workspaces.toml"
     path.write_text(LIST)
     acme, beta = read_workspaces(path)
-    assert (acme.name, acme.pipeline_name, acme.dataset_name, acme.rate_limit) == ("acme", "customerio_acme",
-                                                                                   "cio_acme", 5.0)
+    assert (acme.name, acme.pipeline_name, acme.dataset_name, acme.rate_limit) == (
+        "acme",
+        "customerio_acme",
+        "cio_acme",
+        5.0,
+    )
     assert (beta.name, beta.rate_limit, beta.tables) == ("customerio_beta", 10.0, "campaigns,messages")
     monkeypatch.delenv("ACME_KEY", raising=False)
     with pytest.raises(ConfigError, match="ACME_KEY is empty"):

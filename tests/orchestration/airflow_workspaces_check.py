@@ -37,17 +37,21 @@ os.environ.update(
 pytest.importorskip("duckdb")
 pytest.importorskip("airflow", reason="apache-airflow is not installed (run .ci/orchestration.sh)")
 
-WORKER = """
+WORKER = (
+    """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("customerio_airflow_workspaces", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
 dag = getattr(module, "customerio_" + sys.argv[2])
-""" + fanout.BARRIER + """
+"""
+    + fanout.BARRIER
+    + """
 run = dag.test()
 print(json.dumps({"state": str(run.state), "tasks": sorted(ti.task_id for ti in run.get_task_instances())}))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +69,18 @@ def run_dags(names: list[str], listing: Path, keys: dict[str, str], db: Path, wo
         home = work / f"home-{name}"
         home.mkdir(parents=True)
         shutil.copy(db, home / "airflow.db")
-        commands.append(["env", f"AIRFLOW_HOME={home}", f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///{home}/airflow.db",
-                         sys.executable, "-c", WORKER, str(DAG_FILE), name])
+        commands.append(
+            [
+                "env",
+                f"AIRFLOW_HOME={home}",
+                f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///{home}/airflow.db",
+                sys.executable,
+                "-c",
+                WORKER,
+                str(DAG_FILE),
+                name,
+            ]
+        )
     return fanout.run_parallel(commands, env, work / "barrier")
 
 
@@ -105,8 +119,9 @@ def test_three_workspaces_at_once(migrated_db: Path, tmp_path: Path) -> None:
         together, overlap = fanout.aggregate_rate([s.requests for s in three])
 
         for sim in [solo, *three]:
-            fanout.assert_warehouse_equals_workspace(tmp_path / f"{sim.name}.duckdb", f"cio_{sim.name}",
-                                                     sim.server.workspace)
+            fanout.assert_warehouse_equals_workspace(
+                tmp_path / f"{sim.name}.duckdb", f"cio_{sim.name}", sim.server.workspace
+            )
         print(f"request rate: one workspace {one:.2f}/s; three at once {together:.2f}/s over {overlap:.1f} s")
         assert one <= fanout.RATE * 1.05  # each workspace stays within its own budget
         assert together >= 2.7 * one, (together, one, overlap)

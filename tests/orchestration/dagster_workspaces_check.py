@@ -29,18 +29,22 @@ os.environ.pop("DESTINATION__DUCKDB__CREDENTIALS", None)
 pytest.importorskip("duckdb")
 pytest.importorskip("dagster_dlt", reason="dagster-dlt is not installed (run .ci/orchestration.sh)")
 
-WORKER = """
+WORKER = (
+    """
 import importlib.util, json, sys
 from dagster import materialize
 spec = importlib.util.spec_from_file_location("customerio_dagster_workspaces", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
-""" + fanout.BARRIER + """
+"""
+    + fanout.BARRIER
+    + """
 result = materialize([module.ASSETS[sys.argv[2]]])
 keys = sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events())
 print(json.dumps({"success": result.success, "assets": keys}))
 """
+)
 
 
 def load_definitions(name: str) -> Any:
@@ -105,8 +109,9 @@ def test_three_workspaces_at_once(tmp_path: Path) -> None:
         together, overlap = fanout.aggregate_rate([s.requests for s in three])
 
         for sim in [solo, *three]:
-            fanout.assert_warehouse_equals_workspace(tmp_path / f"{sim.name}.duckdb", f"cio_{sim.name}",
-                                                     sim.server.workspace)
+            fanout.assert_warehouse_equals_workspace(
+                tmp_path / f"{sim.name}.duckdb", f"cio_{sim.name}", sim.server.workspace
+            )
         print(f"request rate: one workspace {one:.2f}/s; three at once {together:.2f}/s over {overlap:.1f} s")
         assert one <= fanout.RATE * 1.05
         assert together >= 2.7 * one, (together, one, overlap)

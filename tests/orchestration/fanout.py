@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 RATE = 4.0  # requests/s of every simulated workspace (and of its client)
-TABLES = ("workspaces,campaigns,campaign_actions,broadcasts,newsletters,segments,segment_memberships,customers,"
-          "customer_attributes,messages,activities,objects,object_types,campaign_metrics")
+TABLES = (
+    "workspaces,campaigns,campaign_actions,broadcasts,newsletters,segments,segment_memberships,customers,"
+    "customer_attributes,messages,activities,objects,object_types,campaign_metrics"
+)
 
 
 @dataclass
@@ -92,14 +94,16 @@ while not (_barrier / "go").exists():
 """Inserted in a worker after its imports: wait until every worker is ready, so they start together."""
 
 
-def run_parallel(commands: list[list[str]], env: dict[str, str], barrier: Path,
-                 timeout: float = 600) -> list[dict[str, Any]]:
+def run_parallel(
+    commands: list[list[str]], env: dict[str, str], barrier: Path, timeout: float = 600
+) -> list[dict[str, Any]]:
     """Start every command at once; each imports what it needs, waits at ``BARRIER`` until all are ready,
     runs, and prints one JSON line last. Returns those, in order."""
     barrier.mkdir(parents=True, exist_ok=True)
     env = {**env, "CIO_BARRIER": str(barrier)}
-    processes = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for c in commands]
+    processes = [
+        subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands
+    ]
     deadline = time.monotonic() + timeout
     while len(list(barrier.glob("*.ready"))) < len(commands):
         if any(p.poll() not in (None, 0) for p in processes) or time.monotonic() > deadline:
@@ -141,9 +145,13 @@ def assert_warehouse_equals_workspace(database: Path, dataset: str, ws: Any) -> 
             if table not in ws.tables():
                 continue
             key = ", ".join(CATALOGUE[table].primary_key)
-            columns = {row[0] for row in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-                [dataset, table]).fetchall()}
+            columns = {
+                row[0]
+                for row in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                    [dataset, table],
+                ).fetchall()
+            }
             where = " WHERE _cio_deleted_at IS NULL" if "_cio_deleted_at" in columns else ""
             rows = con.execute(f"SELECT {key} FROM {dataset}.{table}{where}").fetchall()
             got = {tuple(str(v) for v in row) for row in rows}
