@@ -84,6 +84,8 @@ if [ "$install_failed" -ne 0 ]; then
 fi
 run_check airflow .venv-airflow tests/orchestration/airflow_check.py
 run_check dagster .venv-dagster tests/orchestration/dagster_check.py
+run_check airflow-workspaces .venv-airflow tests/orchestration/airflow_workspaces_check.py
+run_check dagster-workspaces .venv-dagster tests/orchestration/dagster_workspaces_check.py
 
 echo "orchestration: finished in $((SECONDS - started))s"
 echo "orchestration: $passed passed, $failed failed, $skipped skipped"

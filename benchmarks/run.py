@@ -103,6 +103,7 @@ class Simulator:
     api: str
     admin: str
     build_seconds: float
+    ready: dict[str, Any] | None = None  # the simulator's ready line (build times, RSS)
 
     def call(self, method: str, path: str) -> dict[str, Any]:
         request = urllib.request.Request(f"{self.admin}{path}", method=method, data=b"" if method == "POST" else None)
@@ -111,9 +112,9 @@ class Simulator:
 
 
 @contextmanager
-def simulator(scale: str, rate_limit: float, tables: str) -> Iterator[Simulator]:
+def simulator(scale: str, rate_limit: float, tables: str, render: str = "auto") -> Iterator[Simulator]:
     command = [sys.executable, "-m", "benchmarks.simserver", "--scale", scale, "--rate-limit", str(rate_limit),
-               "--api-key", API_KEY, "--tables", tables]
+               "--api-key", API_KEY, "--tables", tables, "--render-deliveries", render]
     process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
@@ -121,7 +122,7 @@ def simulator(scale: str, rate_limit: float, tables: str) -> Iterator[Simulator]
         if not line:
             raise RuntimeError("the simulator exited before it was ready")
         ready = orjson.loads(line)
-        yield Simulator(process, ready["api"], ready["admin"], ready["build_seconds"])
+        yield Simulator(process, ready["api"], ready["admin"], ready["build_seconds"], ready)
     finally:
         if process.stdin:
             process.stdin.close()
@@ -166,7 +167,7 @@ def run_mode(args: argparse.Namespace, scale: str, limit: str, workroot: Path) -
     cycles: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for cycle in range(args.repeat):
-        with simulator(scale, rate, args.tables) as sim:
+        with simulator(scale, rate, args.tables, getattr(args, "render_deliveries", "auto")) as sim:
             floors = sim.call("GET", "/_admin/floor")["floors"]
             full_floor = sum(f["requests"] for f in floors.values())
             if limit == "on" and cycle == 0:
@@ -186,7 +187,8 @@ def run_mode(args: argparse.Namespace, scale: str, limit: str, workroot: Path) -
             incremental = run_pipeline(sim, rate, args.tables, workdir)
             say(f"  incremental: {brief(incremental)}")
             cycles.append({"floors": floors, "full": full, "incremental_floors": advanced["incremental"],
-                           "watermarks": advanced["watermarks"], "incremental": incremental})
+                           "watermarks": advanced["watermarks"], "incremental": incremental,
+                           "simulator": sim.ready})
             if limit == "off" and args.messages_runs and cycle == 0:
                 for run in range(args.messages_runs):
                     profile = RESULTS / f"profile-{scale}-messages.prof" if args.profile and run == 0 else None

@@ -208,6 +208,33 @@ def load_jobs(steps: list[Any]) -> dict[str, Any]:
     return report
 
 
+def state_written(pipeline: Any, traces: TraceLog, since: float) -> dict[str, Any]:
+    """The dlt state rows this run wrote to the destination (``_dlt_pipeline_state`` rows whose load id is one
+    of this run's: in its traces and, being a Unix timestamp, not before ``since``): how many, their bytes
+    (text columns as UTF-8, the three numeric/timestamp columns 8 bytes each), the bytes of the compressed
+    ``state`` column alone, and the size of the state as JSON now."""
+    from dlt.common.pipeline import LoadInfo
+
+    load_ids = sorted({load_id for trace in traces.all() for step in trace.steps
+                       if step.step == "load" and isinstance(step.step_info, LoadInfo)
+                       for load_id in step.step_info.loads_ids if float(load_id) >= since})
+    out: dict[str, Any] = {"load_ids": load_ids, "rows": 0, "bytes": 0, "state_column_bytes": 0,
+                           "state_json_bytes": len(orjson.dumps(pipeline.state, default=str))}
+    if not load_ids:
+        return out
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("_dlt_pipeline_state")
+        marks = ", ".join(["%s"] * len(load_ids))
+        rows = client.execute_sql(
+            f"SELECT version, engine_version, pipeline_name, state, created_at, version_hash, _dlt_load_id, _dlt_id "
+            f"FROM {table} WHERE _dlt_load_id IN ({marks})", *load_ids)
+    for row in rows or []:
+        out["rows"] += 1
+        out["bytes"] += 8 * 3 + sum(len(str(v).encode()) for i, v in enumerate(row) if i not in (0, 1, 4) and v)
+        out["state_column_bytes"] += len(str(row[3]).encode())
+    return out
+
+
 def report_of(stats: Any, tables: list[str], pipeline: Any, traces: TraceLog, clock: TableClock,
               rss: RssSampler, started: float, load_before: tuple[float, float, float]) -> dict[str, Any]:
     """What the run did, from the client's counters, dlt's traces and the samplers (also after a failure).
@@ -251,7 +278,11 @@ def report_of(stats: Any, tables: list[str], pipeline: Any, traces: TraceLog, cl
         "loadavg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     if failed_steps:
-        report["failed_steps"] = failed_steps
+        report["failed_steps"] = failed_steps  # also a load step the connector ran again (the memory retry)
+    try:
+        report["state_written"] = state_written(pipeline, traces, time.time() - wall)
+    except Exception as exc:  # noqa: BLE001 - a failed run may have no destination tables
+        report["state_written"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     return report
 
 

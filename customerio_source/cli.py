@@ -23,7 +23,7 @@ from .source import API_KEY_ENV, customerio_source
 from .warehouse import apply_bigquery_hints
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery")
-SCALES = ("tiny", "small", "large")
+SCALES = ("tiny", "small", "large", "stress", "xlarge")
 PROFILES = ("tutorial",)
 DEMO_API_KEY = "demo-app-api-key"
 EXIT_CONFIG, EXIT_AUTH, EXIT_PENDING, EXIT_BUSY = 2, 3, 4, 5
@@ -190,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
         check_destination(pipeline)
         if args.destination == "bigquery":
             apply_bigquery_hints(source)
-        progress = Progress(stats, args.progress_every)
+        from .live import progress_for  # a live display on a terminal, the plain lines otherwise
+
+        progress = progress_for(stats, args.progress_every, source_kwargs, pipeline_name, args.bulk)
         for name, resource in source.selected_resources.items():
             resource.add_map(progress.count(name))
         progress.start()
@@ -336,6 +338,7 @@ SUBCOMMANDS = {
     "models": "customerio_source.analytics.cli:models_main",
     "report": "customerio_source.analytics.cli:report_main",
     "push": "customerio_source.send.cli:push_main",
+    "plan": "customerio_source.planner:main",
 }
 
 

@@ -48,4 +48,10 @@ SCALES: dict[str, Scale] = {
                     newsletters=25, segments=12, object_types=3, objects=2_000, transactional=8, collections=6,
                     snippets=15, senders=10, topics=8, webhooks=4, workspaces=2, exports=6, suppressions=5_000,
                     segment_densities=(950, 700, 500, 400, 300, 250, 200, 150, 100, 80, 50, 30)),
+    # issue 17: 10 x large in people, deliveries (>= 4M), activities, objects, suppressions and segment
+    # memberships (the same 30 segments at the catalogue's densities, ~5M members); the catalogue (campaigns,
+    # broadcasts, newsletters, transactional messages) 2.5 x, so per-parent endpoints and metrics grow too.
+    "xlarge": Scale(people=1_000_000, deliveries=4_100_000, activities=1_000_000, campaigns=100, broadcasts=25,
+                    newsletters=60, segments=30, object_types=3, objects=20_000, transactional=20, collections=6,
+                    snippets=15, senders=10, topics=8, webhooks=4, workspaces=2, exports=6, suppressions=15_000),
 }
