@@ -29,12 +29,14 @@ from .bulk import AUTO_PEOPLE, EXPORT_REQUESTS, delivery_jobs, estimate_deliveri
 from .catalogue import CATALOGUE, TableSpec
 from .client import CustomerIOClient, RequestStats
 from .context import RunContext, records
-from .deliveries import SPLIT_MIN_PAGES, delivery_range, windows
-from .errors import ConfigError
+from .deliveries import SPLIT_MIN_PAGES, delivery_range, parent_windows, windows
+from .errors import ConfigError, NotFoundError
+from .late_engagement import engagement_delivery
 from .people import ATTRIBUTES_BATCH, PEOPLE_PAGE_SIZE
-from .people_changes import PROFILE_CHANGE_TYPES
+from .people_changes import CLOCK_MARGIN, PROFILE_CHANGE_TYPES
 from .small import SUPPRESSION_TYPES, SUPPRESSIONS_PAGE_SIZE
 
+ENGAGED_SAMPLE = 8  # engaged deliveries the planner looks up to see how many are older than the lookback
 ACTIVITY_WINDOW = timedelta(days=30)  # "guaranteed to return activity history within the past 30 days"
 ACTIVITY_SAMPLE_PAGES = 5  # newest pages of activities read to measure their density
 DEFAULT_RATE_LIMIT = 10.0  # the App API's limit per workspace
@@ -83,7 +85,10 @@ class Sampler:
         self._workspace: dict[str, Any] | None = None
         self._activities: tuple[int, float, float] | None = None
         self._stamps: list[float] = []
+        self._engaged: dict[str, float] = {}  # delivery id -> newest engagement activity in the sample
         self._ended = False
+        self._old_share: float | None = None
+        self.activity_scan_planned = False  # the late-engagement scan is shared: planned for one table
 
     def workspace(self) -> dict[str, Any]:
         """This key's workspace from ``GET /v1/workspaces``: its cached counts (`people`, `objects`, ...).
@@ -121,6 +126,10 @@ class Sampler:
                     break
             stamps = [float(r["timestamp"]) for r in rows if r.get("timestamp")]
             self._stamps, self._ended = stamps, ended
+            for row in rows:
+                delivery = engagement_delivery(row)
+                if delivery and row.get("timestamp"):
+                    self._engaged[delivery] = max(self._engaged.get(delivery, 0.0), float(row["timestamp"]))
             changing = sum(1 for r in rows if r.get("type") in PROFILE_CHANGE_TYPES) / max(1, len(rows))
             if ended or len(stamps) < 2:
                 self._activities = (len(rows), ACTIVITY_WINDOW.total_seconds(), changing)
@@ -140,6 +149,34 @@ class Sampler:
             return float(sum(1 for t in self._stamps if t >= watermark.timestamp()))
         return self.activities_in(seconds)
 
+    def engaged_since(self, watermark: datetime | None, seconds: float) -> float:
+        """Deliveries with an engagement activity since ``watermark`` (else in the last ``seconds``): counted
+        in the sample, scaled by the sample's density when it does not reach that far back."""
+        self.activities()
+        floor = watermark.timestamp() if watermark is not None else (max(self._stamps, default=0.0) - seconds)
+        engaged = sum(1 for stamp in self._engaged.values() if stamp >= floor)
+        if self._ended or not self._stamps or min(self._stamps) <= floor:
+            return float(engaged)
+        span = max(1.0, max(self._stamps) - min(self._stamps))
+        return len(self._engaged) * min(seconds, ACTIVITY_WINDOW.total_seconds()) / span
+
+    def old_share(self, lookback_start: datetime) -> float:
+        """The share of engaged deliveries created before ``lookback_start`` (those an incremental run
+        re-reads), from ``GET /v1/messages/{id}`` of up to ``ENGAGED_SAMPLE`` of them."""
+        if self._old_share is None:
+            self.activities()
+            newest = sorted(self._engaged, key=self._engaged.__getitem__, reverse=True)[:ENGAGED_SAMPLE]
+            old = 0
+            for delivery in newest:
+                try:
+                    message = self.ctx.client.get(f"/v1/messages/{delivery}", table="messages:sample")
+                except NotFoundError:
+                    continue
+                created = (message.get("message") or {}).get("created")
+                old += bool(created) and float(created) < lookback_start.timestamp()
+            self._old_share = old / len(newest) if newest else 0.0
+        return self._old_share
+
     def first_page(self, method: str, path: str, params: dict[str, Any], body: Any, table: str) -> dict[str, Any]:
         return self.ctx.client.request(method, path, params=params, body=body, table=table)
 
@@ -152,6 +189,8 @@ def delivery_windows(
     ``start`` (None: a first run): :func:`deliveries.delivery_range` then :func:`deliveries.windows`, as
     :func:`deliveries.deliveries_resource` does. When the per-parent range changes there, change it here."""
     lower, upper = delivery_range(ctx, start, ctx.interval.end)
+    if parent is not None:
+        return parent_windows(parent, lower, upper)
     return list(windows(lower, upper))
 
 
@@ -284,17 +323,39 @@ def _deliveries(sampler: Sampler, spec: TableSpec, watermark: datetime | None) -
         rows = estimate_deliveries(ctx, lower, upper)
         rows_total += rows
         full += window_requests(rows, page, ctx.concurrency)
-    since = _since_seconds(watermark, sampler) + ctx.messages_lookback_days * 86400
+    since_run = _since_seconds(watermark, sampler)
+    since = since_run + ctx.messages_lookback_days * 86400
     start = datetime.now(timezone.utc) - timedelta(seconds=since)
     recent = estimate_deliveries(ctx, start, None)
     incremental = sum(
         window_requests(recent * _share(lo, up, start), page, ctx.concurrency)
         for lo, up in delivery_windows(ctx, spec, start=start)
     )
+    incremental += _late_engagement(sampler, spec, watermark, since_run, start)
     exports, requests = _export_requests(ctx, spec)
     return TablePlan(
         spec.name, full, incremental, f"~{rows_total:,} deliveries", exports_full=requests, exports=exports
     )
+
+
+def _late_engagement(
+    sampler: Sampler, spec: TableSpec, watermark: datetime | None, since_run: float, lookback_start: datetime
+) -> int:
+    """An incremental run's late-engagement requests (:mod:`late_engagement`): the one activity-log scan
+    since the previous run (planned for the first delivery table), plus about one re-read per engaged
+    delivery older than the lookback (neighbours that share a window make it fewer). A deep re-read
+    (every ``messages_deep_reread_days``) is not planned: the plan assumes it is not due. An upper bound:
+    the run merges stale deliveries that lie close together into one window, which the plan cannot see
+    without the warehouse's `created` of each."""
+    cost = 0
+    if not sampler.activity_scan_planned:
+        sampler.activity_scan_planned = True
+        scanned = sampler.activities_since(watermark, since_run + CLOCK_MARGIN)
+        cost += math.ceil(scanned / (CATALOGUE["activities"].page_size or 100)) + 1
+    engaged = sampler.engaged_since(watermark, since_run)
+    if engaged:
+        cost += math.ceil(engaged * sampler.old_share(lookback_start))
+    return cost
 
 
 def _share(lower: datetime, upper: datetime | None, start: datetime) -> float:
