@@ -21,13 +21,14 @@ import json
 import threading
 import time
 import weakref
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 import orjson
+
+from .server import RateLimiter  # the App API side's rolling 1 s window, shared
 
 if TYPE_CHECKING:
     from .server import SimulatorServer
@@ -65,23 +66,6 @@ class SendStats:
     timestamps: list[float] = field(default_factory=list)
 
 
-class WindowLimiter:
-    """At most ``n`` accepted requests in any rolling 1 s window (the Track API's ~3,000 per 3 s)."""
-
-    def __init__(self, n: float) -> None:
-        self.n = int(n)
-        self._times: deque[float] = deque()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        while self._times and now - self._times[0] >= 1.0:
-            self._times.popleft()
-        if len(self._times) >= self.n:
-            return False
-        self._times.append(now)
-        return True
-
-
 @dataclass
 class SendApis:
     """Credentials, limits and memory of one server's send APIs."""
@@ -99,10 +83,10 @@ class SendApis:
     seen_event_ids: set[str] = field(default_factory=set)
     duplicates: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    limiter: WindowLimiter | None = None
+    limiter: RateLimiter | None = None
 
     def __post_init__(self) -> None:
-        self.limiter = WindowLimiter(self.track_rate_limit) if self.track_rate_limit else None
+        self.limiter = RateLimiter(self.track_rate_limit) if self.track_rate_limit else None
 
     def first_sight(self, event_id: str | None) -> bool:
         """Whether an event id is new (an event whose id was received before is ignored)."""
