@@ -62,7 +62,7 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
     run extracts and loads as usual; with ``drop_pending=True`` they are dropped instead (their rows are
     read again: the state they carry was never committed). A second run of the same pipeline while this
     one runs raises :class:`PipelineBusy` at once (:func:`pipeline_lock`). A load job that runs DuckDB out
-    of memory under the limit this module chose is loaded again once with the limit lifted
+    of memory under the limit this module chose is loaded again with the limit doubled, step by step
     (:func:`load_step`). A load that still fails raises :class:`LoadFailed` (:class:`PendingPackageFailed`
     for a package left behind) with one line naming the table and the cause; its package stays pending.
     """
@@ -93,38 +93,33 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
 
 def load_step(pipeline: dlt.Pipeline, settings: RunSettings, step: Callable[[], LoadInfo | None]) -> LoadInfo:
     """Run ``step`` (``pipeline.run(...)``); a load job DuckDB could not fit in the limit this module chose
-    is loaded again once, with the limit lifted (``RunSettings.lift_duckdb_limit``), saying so in one line.
+    is loaded again with the limit doubled (``RunSettings.lift_duckdb_limit``), until it fits or the limit
+    reaches ``DUCKDB_LIFTED_SHARE`` of the machine's memory, saying so in one line per step.
 
-    Any other failure of the load step, or a second one, raises :class:`LoadFailed` naming the table, the
-    cause and the limit in force; failures of other steps propagate unchanged.
+    Any other failure of the load step, or one at the highest limit, raises :class:`LoadFailed` naming the
+    table, the cause and the limit in force; failures of other steps propagate unchanged.
     """
-    try:
-        info = step()
-        if info is not None:
-            info.raise_on_failed_jobs()
-        return info
-    except Exception as exc:  # noqa: BLE001 - sorted below; anything else is re-raised as it is
-        if not _failed_in_load(exc):
-            raise
-        first = exc
-    table = failed_table(first) or "a table"
-    if not (is_out_of_memory(first) and settings.can_lift_duckdb_limit):
-        raise load_failed(pipeline, first, settings) from first
-    before = settings.duckdb_limit_text
-    lifted = settings.lift_duckdb_limit()
-    logger.warning(
-        "%s: DuckDB ran out of memory at the %s limit this connector set; loading it again with the limit "
-        "lifted to %s (half of this machine's memory)",
-        table, before, lifted,
-    )
-    try:
-        info = pipeline.load()
-        info.raise_on_failed_jobs()
-        return info
-    except Exception as exc:  # noqa: BLE001
-        if not _failed_in_load(exc):
-            raise
-        raise load_failed(pipeline, exc, settings) from exc
+    attempt: Callable[[], LoadInfo | None] = step
+    while True:
+        try:
+            info = attempt()
+            if info is not None:
+                info.raise_on_failed_jobs()
+            return info
+        except Exception as exc:  # noqa: BLE001 - sorted below; anything else is re-raised as it is
+            if not _failed_in_load(exc):
+                raise
+            failure = exc
+        if not (is_out_of_memory(failure) and settings.can_lift_duckdb_limit):
+            raise load_failed(pipeline, failure, settings) from failure
+        before = settings.duckdb_limit_text
+        lifted = settings.lift_duckdb_limit()
+        logger.warning(
+            "%s: DuckDB ran out of memory at the %s limit this connector set; loading it again with the limit "
+            "lifted to %s",
+            failed_table(failure) or "a table", before, lifted,
+        )
+        attempt = pipeline.load  # the extracted package is loaded again: its finished jobs are not re-run
 
 
 def _failed_in_load(exc: BaseException) -> bool:
@@ -329,12 +324,18 @@ DUCKDB_SETTINGS = {"preserve_insertion_order": False}
 it can to ``temp_directory`` (a folder in the pipeline's working folder) and keeps the load step's peak
 memory low. Some operators of a merge (the delete's semi join, the deduplicating window) need memory that
 grows with the table, so no fixed cap fits every workspace: a job that runs out of memory under this cap is
-loaded again with the cap lifted (:func:`load_step`, ``DUCKDB_LIFTED_SHARE``). The cap is per load job
+loaded again with the cap doubled until it fits (:func:`load_step`, ``DUCKDB_LIFT_FACTOR`` up to
+``DUCKDB_LIFTED_SHARE``): DuckDB takes about as much as its limit allows, so the smallest limit that fits
+keeps the process smallest (a merge that deletes 5M rows needs ~100 MB: DuckDB keeps a deleted row's
+transaction entry in memory until the commit). The cap is per load job
 running at once: load jobs share one DuckDB instance. Without insertion order DuckDB loads parquet in
 parallel and with less memory. Nothing here reads rows back in insertion order within one statement: of two
 rows with one key in the same file, either may stay (dlt's merge makes the same choice)."""
 DUCKDB_LIFTED_SHARE = 0.5
-"""After an out-of-memory failure, DuckDB may use this share of the machine's (or the container's) memory."""
+"""After out-of-memory failures, DuckDB's limit is lifted step by step up to this share of the machine's (or
+the container's) memory."""
+DUCKDB_LIFT_FACTOR = 2
+"""Each lift after an out-of-memory failure multiplies the limit by this."""
 DUCKDB_SPILL_FOLDER = "duckdb_spill"
 DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_LOAD_WORKERS = 1
@@ -427,14 +428,15 @@ class RunSettings:
     """The limit this module set; None where the user configured DuckDB, or the destination is another."""
     duckdb_workers: int = DUCKDB_LOAD_WORKERS
     spill_dir: str | None = None
-    lifted: bool = False
+    lifts: int = 0
+    """How many times this run lifted the limit."""
     user_limit: str | None = None
     set_env: list[str] = field(default_factory=list)
 
     @property
     def can_lift_duckdb_limit(self) -> bool:
-        """Whether an out-of-memory job may be loaded again with a higher limit (once, and only ours)."""
-        return self.duckdb_limit_mb is not None and not self.lifted
+        """Whether an out-of-memory job may be loaded again with a higher limit (only ours, below the ceiling)."""
+        return self.duckdb_limit_mb is not None and self.duckdb_limit_mb < duckdb_lifted_ceiling_mb()
 
     @property
     def duckdb_limit_text(self) -> str:
@@ -443,16 +445,23 @@ class RunSettings:
         return f"{self.user_limit} (configured)" if self.user_limit else "configured"
 
     def lift_duckdb_limit(self) -> str:
-        """Raise this run's DuckDB limit to ``DUCKDB_LIFTED_SHARE`` of the machine's memory; return it as text.
+        """Multiply this run's DuckDB limit by ``DUCKDB_LIFT_FACTOR``, at most to
+        :func:`duckdb_lifted_ceiling_mb`; return it as text.
 
         dlt resolves the destination's configuration for every load step, so the next ``pipeline.load()``
         opens DuckDB with the new limit.
         """
-        lifted = max(self.duckdb_limit_mb or 0, int(machine_memory_mb() * DUCKDB_LIFTED_SHARE))
+        current = self.duckdb_limit_mb or DUCKDB_MEMORY_MB_PER_JOB
+        lifted = max(current, min(duckdb_lifted_ceiling_mb(), current * DUCKDB_LIFT_FACTOR))
         os.environ[DUCKDB_GLOBAL_CONFIG_ENV] = json.dumps(duckdb_settings(self.duckdb_workers, self.spill_dir, lifted))
         self.duckdb_limit_mb = lifted
-        self.lifted = True
+        self.lifts += 1
         return memory_text(lifted)
+
+
+def duckdb_lifted_ceiling_mb() -> int:
+    """The highest limit a lift reaches: ``DUCKDB_LIFTED_SHARE`` of the machine's memory."""
+    return int(machine_memory_mb() * DUCKDB_LIFTED_SHARE)
 
 
 def _configured_duckdb_limit() -> str | None:

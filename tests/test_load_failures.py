@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import dlt
 import duckdb
@@ -117,7 +118,8 @@ def members_source():
 
 
 def test_a_merge_over_the_connectors_memory_cap_is_loaded_again_with_the_cap_lifted(tmp_path, monkeypatch, caplog):
-    """The cap this module sets is lifted once for a job that needs more; the rows all land."""
+    """The cap this module sets is doubled, step by step, for a job that needs more, and stops at the first
+    limit that fits (not at half of the machine's memory): the rows all land."""
     monkeypatch.setattr(runner, "duckdb_job_memory_mb", lambda: 4)  # far below what this merge needs
     monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
     monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
@@ -130,7 +132,15 @@ def test_a_merge_over_the_connectors_memory_cap_is_loaded_again_with_the_cap_lif
         runner.load(pipeline, members_source())
         runner.load(pipeline, members_source())  # a real merge: the table has every row already
     lifted = [r.getMessage() for r in caplog.records if "ran out of memory" in r.getMessage()]
-    assert lifted and all(m.startswith("members: DuckDB ran out of memory at the 4 MB limit") for m in lifted), lifted
+    steps = [re.fullmatch(r"members: DuckDB ran out of memory at the (\d+) MB limit this connector set; "
+                          r"loading it again with the limit lifted to (\d+) MB", m) for m in lifted]
+    assert lifted and all(steps), lifted
+    limits = [(int(m.group(1)), int(m.group(2))) for m in steps]
+    assert limits[0][0] == 4
+    assert all(to == 2 * at for at, to in limits), limits
+    # each run starts again from the cap; within a run, each step starts where the last one ended
+    assert all(b[0] in (4, a[1]) for a, b in zip(limits, limits[1:])), limits
+    assert max(to for _, to in limits) <= 256 < runner.duckdb_lifted_ceiling_mb(), limits
     assert count(database, "members") == MEMBERS
     with duckdb.connect(database, read_only=True) as con:
         keys = con.execute("SELECT COUNT(DISTINCT (segment_id, cio_id)) FROM customerio.members").fetchone()[0]
