@@ -98,6 +98,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads; DuckDB's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def destination_of(args: argparse.Namespace, workdir: Path) -> Any:
     import dlt
 
@@ -274,6 +280,7 @@ def report_of(stats: Any, tables: list[str], pipeline: Any, traces: TraceLog, cl
         "table_done_seconds": clock.spans(),
         "load_jobs": load_jobs(all_steps),
         "peak_rss_mb_self": round(peak_rss_mb(), 1),
+        "cpu_seconds": round(cpu_seconds(), 2),  # the pipeline process's, load-insensitive unlike wall time
         "peak_rss_mb_by_step": step_rss,
         "loadavg_1m": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
