@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -105,14 +106,15 @@ class Simulator:
     build_seconds: float
     ready: dict[str, Any] | None = None  # the simulator's ready line (build times, RSS)
 
-    def call(self, method: str, path: str) -> dict[str, Any]:
+    def call(self, method: str, path: str, timeout: float = 600) -> dict[str, Any]:
         request = urllib.request.Request(f"{self.admin}{path}", method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(request, timeout=600) as response:  # loopback only
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # loopback only
             return orjson.loads(response.read())
 
 
 @contextmanager
 def simulator(scale: str, rate_limit: float, tables: str, render: str = "auto") -> Iterator[Simulator]:
+    """``benchmarks.simserver`` in its own process; stopped when the block ends (:func:`stop`)."""
     command = [sys.executable, "-m", "benchmarks.simserver", "--scale", scale, "--rate-limit", str(rate_limit),
                "--api-key", API_KEY, "--tables", tables, "--render-deliveries", render]
     process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -120,17 +122,40 @@ def simulator(scale: str, rate_limit: float, tables: str, render: str = "auto") 
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError("the simulator exited before it was ready")
+            raise RuntimeError(f"the simulator exited before it was ready (exit code {process.wait()})")
         ready = orjson.loads(line)
         yield Simulator(process, ready["api"], ready["admin"], ready["build_seconds"], ready)
     finally:
-        if process.stdin:
-            process.stdin.close()
+        stop(process, close_stdin=True)
+
+
+SERVER_STOP_SECONDS = 30
+
+
+def stop(process: subprocess.Popen[bytes], close_stdin: bool = False, group: bool = False) -> None:
+    """Stop a process a benchmark started: close its stdin (the simulator's signal), then SIGTERM, SIGKILL
+    (to its process group with ``group``)."""
+    if close_stdin and process.stdin:
         try:
-            process.wait(timeout=15)
+            process.stdin.close()
+        except OSError:
+            pass
+        try:
+            process.wait(timeout=SERVER_STOP_SECONDS)
+            return
         except subprocess.TimeoutExpired:
-            process.terminate()
-            process.wait(timeout=15)
+            pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig) if group else process.send_signal(sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=SERVER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def run_pipeline(

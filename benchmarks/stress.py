@@ -39,74 +39,27 @@ import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from benchmarks.run import API_KEY, RESULTS, ROOT, fmt, machine, say, source_digest, source_state
+from benchmarks.run import (
+    API_KEY,
+    RESULTS,
+    ROOT,
+    SERVER_STOP_SECONDS,
+    Simulator,
+    fmt,
+    machine,
+    say,
+    simulator,
+    source_digest,
+    source_state,
+)
 
 DEFAULT_TIMEOUT_MINUTES = 45.0
 POSTGRES_ENV = "DESTINATION__POSTGRES__CREDENTIALS"
-SERVER_STOP_SECONDS = 30
-
-
-# -- the simulator ---------------------------------------------------------------------------------------
-class Sim:
-    def __init__(self, process: subprocess.Popen[bytes], ready: dict[str, Any]) -> None:
-        self.process = process
-        self.ready = ready
-        self.api: str = ready["api"]
-        self.admin: str = ready["admin"]
-
-    def call(self, method: str, path: str, timeout: float = 900) -> dict[str, Any]:
-        request = urllib.request.Request(f"{self.admin}{path}", method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # loopback only
-            return orjson.loads(response.read())
-
-
-@contextmanager
-def simulator(scale: str, render: str) -> Iterator[Sim]:
-    """``benchmarks.simserver`` in its own process (rate limit off); stopped (stdin closed, then signals)."""
-    command = [sys.executable, "-m", "benchmarks.simserver", "--scale", scale, "--rate-limit", "0",
-               "--api-key", API_KEY, "--render-deliveries", render]
-    process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the simulator exited before it was ready (exit code {process.wait()})")
-        yield Sim(process, orjson.loads(line))
-    finally:
-        stop(process, close_stdin=True)
-
-
-def stop(process: subprocess.Popen[bytes], close_stdin: bool = False, group: bool = False) -> None:
-    """Stop a process this module started: close its stdin (the simulator's signal), then SIGTERM, SIGKILL."""
-    if close_stdin and process.stdin:
-        try:
-            process.stdin.close()
-        except OSError:
-            pass
-        try:
-            process.wait(timeout=SERVER_STOP_SECONDS)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, sig) if group else process.send_signal(sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=SERVER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            continue
 
 
 # -- the connector under test ----------------------------------------------------------------------------
@@ -135,7 +88,7 @@ def proc_rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_worker(sim: Sim, destination: str, workroot: Path, timeout_s: float, code_dir: Path,
+def run_worker(sim: Simulator, destination: str, workroot: Path, timeout_s: float, code_dir: Path,
                keep: bool) -> dict[str, Any]:
     """One default load (tables all, limit off) into a fresh destination, in a child process with a time limit."""
     workdir = workroot / destination
@@ -374,7 +327,7 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def workspace_facts(sim: Sim) -> dict[str, Any]:
+def workspace_facts(sim: Simulator) -> dict[str, Any]:
     """The workspace's sizes and the rows a complete load has per table (the simulator's request floors)."""
     sizes = sim.call("GET", "/_admin/sizes", timeout=1800)
     floors = sim.call("GET", "/_admin/floor", timeout=1800)["floors"]
@@ -420,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             connector = f"customerio_source at {full[:10]} (git archive), benchmarks from the working tree"
         source = source_state()
         say(f"[stress] building the `{args.scale}` workspace (simulator process)")
-        with simulator(args.scale, args.render_deliveries) as sim:
+        with simulator(args.scale, 0, "all", args.render_deliveries) as sim:
             say(f"[stress] simulator ready: {sim.ready}")
             facts = workspace_facts(sim)
             result["workspace"] = {**{k: v for k, v in facts.items() if k != "floors"}, "simulator_ready": sim.ready,
