@@ -6,7 +6,9 @@ weekday pattern (over 28 days a trend term extrapolates noise more often than it
 times slower).
 Without it, or where ETS fails to fit: seasonal naive (each day repeats the same weekday of the last
 week), with intervals from the spread of its one-week-ahead errors, widening with the square root of
-the number of weeks ahead. Definitions: :mod:`.definitions`.
+the number of weeks ahead. Either model fits the series with its anomaly days replaced by their
+expectation (:func:`clean`), so spike days do not widen the intervals of normal days; the backtest
+scores the days that are not anomalies. Definitions: :mod:`.definitions`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ import datetime as dt
 import importlib.util
 import math
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .definitions import BACKTEST_DAYS, HORIZON, MIN_HISTORY, SEASON
+from .definitions import BACKTEST_DAYS, CLEAN_WEEKS, HORIZON, MIN_HISTORY, SEASON
 from .series import Series
+
+if TYPE_CHECKING:
+    from .anomalies import Anomaly
 
 Z = {80: 1.2815515655446004, 95: 1.959963984540054}
 ETS_NAME = "ets(A,N,A,7)"
@@ -51,6 +57,18 @@ def statsmodels_available() -> bool:
         return importlib.util.find_spec("statsmodels") is not None
     except (ImportError, ValueError):  # a module hidden with sys.modules[...] = None
         return False
+
+
+def clean(values: np.ndarray, flagged: Mapping[int, float], weeks: int = CLEAN_WEEKS) -> np.ndarray:
+    """``values`` with each flagged day (index -> its trailing expectation) replaced by the mean of the same
+    weekday in the ``weeks`` weeks before it (flagged ones left out), else by its expectation; a copy."""
+    out = np.asarray(values, dtype=float).copy()
+    for i in sorted(flagged):
+        if not 0 <= i < len(out):
+            continue
+        before = [out[j] for j in range(i - SEASON, -1, -SEASON)[:weeks] if j not in flagged]
+        out[i] = float(np.mean(before)) if before else float(flagged[i])
+    return out
 
 
 def seasonal_naive(history: np.ndarray, horizon: int) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
@@ -122,15 +140,24 @@ def _clip(mean: np.ndarray, bounds: dict) -> tuple[np.ndarray, ...]:
     return (np.clip(mean, 0, None), *(np.clip(b, 0, None) for level in (80, 95) for b in bounds[level]))
 
 
-def forecast_series(series: Series, horizon: int = HORIZON, use_statsmodels: bool | None = None) -> list[Forecast]:
+def forecast_series(
+    series: Series,
+    horizon: int = HORIZON,
+    use_statsmodels: bool | None = None,
+    flagged: Mapping[int, float] | None = None,
+) -> list[Forecast]:
     """The forecast of one series and, with enough history, its backtest; [] under ``MIN_HISTORY`` days.
 
-    ETS is optimized once per series: on the training days when there is a backtest (the forecast then
-    smooths the whole series with those parameters), on the whole series otherwise.
+    ``flagged``: the series' anomaly days (index -> trailing expectation), replaced before fitting
+    (:func:`clean`) and left out of the backtest's MAPE and MASE. ETS is optimized once per series: on the
+    training days when there is a backtest (the forecast then smooths the whole series with those
+    parameters), on the whole series otherwise.
     """
-    values = series.values
-    if len(values) < MIN_HISTORY:
+    raw = series.values
+    if len(raw) < MIN_HISTORY:
         return []
+    flagged = flagged or {}
+    values = clean(raw, flagged) if flagged else raw
     if use_statsmodels is None:
         use_statsmodels = statsmodels_available()
     out = []
@@ -138,7 +165,7 @@ def forecast_series(series: Series, horizon: int = HORIZON, use_statsmodels: boo
     params = None
     use_ets = use_statsmodels and len(values) >= ETS_MIN_DAYS
     if len(values) >= BACKTEST_DAYS + MIN_HISTORY:
-        training, actual = values[:-BACKTEST_DAYS], values[-BACKTEST_DAYS:]
+        training, actual = values[:-BACKTEST_DAYS], raw[-BACKTEST_DAYS:]
         name, mean, bounds = NAIVE_NAME, *seasonal_naive(training, BACKTEST_DAYS)
         if use_ets and len(training) >= ETS_MIN_DAYS:
             try:
@@ -150,7 +177,10 @@ def forecast_series(series: Series, horizon: int = HORIZON, use_statsmodels: boo
         else:
             use_ets = False
         mean, lo80, hi80, lo95, hi95 = _clip(mean, bounds)
-        backtest_mape, backtest_mase = mape(actual, mean), mase(actual, mean, training)
+        normal = np.array([len(training) + h not in flagged for h in range(BACKTEST_DAYS)])
+        if normal.any():
+            backtest_mape = mape(actual[normal], mean[normal])
+            backtest_mase = mase(actual[normal], mean[normal], training)
         out.append(
             Forecast(
                 series.name,
@@ -194,14 +224,32 @@ def forecast_series(series: Series, horizon: int = HORIZON, use_statsmodels: boo
     return out
 
 
+def flagged_days(series: Series, anomalies: Iterable[Anomaly]) -> dict[int, float]:
+    """The anomaly days of ``series`` (any kind) as index -> expectation (for :func:`forecast_series`)."""
+    out: dict[int, float] = {}
+    for a in anomalies:
+        if a.series == series.name:
+            i = (a.day - series.start).days
+            if a.kind == "spike" or i not in out:  # a spike's trailing mean over an outlier's series mean
+                out[i] = a.expected
+    return out
+
+
 def forecast_all(
-    series: list[Series], horizon: int = HORIZON, use_statsmodels: bool | None = None
+    series: list[Series],
+    horizon: int = HORIZON,
+    use_statsmodels: bool | None = None,
+    anomalies: Iterable[Anomaly] = (),
 ) -> tuple[list[Forecast], dict[str, str]]:
-    """Forecasts of every series, and the series left without one (name -> why)."""
+    """Forecasts of every series (fitted without their ``anomalies`` days), and the series left without
+    one (name -> why)."""
+    by_series: dict[str, list[Anomaly]] = {}
+    for a in anomalies:
+        by_series.setdefault(a.series, []).append(a)
     forecasts: list[Forecast] = []
     skipped: dict[str, str] = {}
     for s in series:
-        result = forecast_series(s, horizon, use_statsmodels)
+        result = forecast_series(s, horizon, use_statsmodels, flagged_days(s, by_series.get(s.name, ())))
         if result:
             forecasts.extend(result)
         else:
