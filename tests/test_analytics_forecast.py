@@ -154,9 +154,9 @@ def test_mape_ignores_zero_days_and_mase_needs_a_scale() -> None:
 
 
 @pytest.mark.parametrize("use_statsmodels", [True, False], ids=["ets", "seasonal_naive"])
-def test_spike_days_do_not_widen_the_intervals(use_statsmodels: bool) -> None:
+def test_spike_days_do_not_widen_the_intervals(use_statsmodels: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """A series of ~80 a day with four broadcast days of ~10 times that: the intervals are those of the
-    normal days (the spikes are replaced by their expectation before the fit), not 0 to ~500."""
+    normal days (the spikes are replaced by their weekday's median before the fit), not 0 to ~500."""
     if use_statsmodels:
         pytest.importorskip("statsmodels")
     clean = weekly(120, level=80.0)
@@ -169,18 +169,21 @@ def test_spike_days_do_not_widen_the_intervals(use_statsmodels: bool) -> None:
     anomalies = detect([series])
     assert {(a.day - START).days for a in anomalies if a.kind == "spike"} == set(broadcast_days)
 
+    def width(f: fc.Forecast, level: int = 95) -> float:
+        upper, lower = (f.upper_95, f.lower_95) if level == 95 else (f.upper_80, f.lower_80)
+        return float(np.mean(upper - lower))
+
     (forecast, backtest), _ = fc.forecast_all([series], use_statsmodels=use_statsmodels, anomalies=anomalies)
     (unspiked, _), _ = fc.forecast_all([Series("c", START, clean)], use_statsmodels=use_statsmodels)
-    (uncleaned, _), _ = fc.forecast_all([series], use_statsmodels=use_statsmodels)  # the fit before the fix
-    width_95 = float(np.mean(forecast.upper_95 - forecast.lower_95))
-    width_80 = float(np.mean(forecast.upper_80 - forecast.lower_80))
     # ETS: about 2 x 1.96 sigma; seasonal naive: twice that (week-on-week errors, widening by sqrt(weeks))
-    assert 2 * noise < width_95 < (6 if use_statsmodels else 11) * noise, (width_95, noise)
-    assert width_80 < width_95
-    assert width_95 == pytest.approx(float(np.mean(unspiked.upper_95 - unspiked.lower_95)), rel=0.1)
-    assert float(np.mean(uncleaned.upper_95 - uncleaned.lower_95)) > 4 * width_95
+    assert 2 * noise < width(forecast) < (6 if use_statsmodels else 11) * noise, (width(forecast), noise)
+    assert width(forecast, 80) < width(forecast)
+    assert width(forecast) == pytest.approx(width(unspiked), rel=0.1)
     assert float(forecast.upper_95.max()) < 200 and float(np.mean(forecast.mean)) == pytest.approx(70, rel=0.15)
     _bounds_ordered(forecast)
+    # the far-off-day rule alone (no anomaly list, e.g. spikes in the trailing rule's first 28 days)
+    (alone, _), _ = fc.forecast_all([series], use_statsmodels=use_statsmodels)
+    assert width(alone) == pytest.approx(width(forecast), rel=0.1)
     # the backtest still scores the forecast, on its normal days (96 and 110 left out), with the raw actuals
     assert backtest.actual.tolist() == values[-28:].tolist()
     normal = [h for h in range(28) if 92 + h not in (96, 110)]
@@ -189,12 +192,25 @@ def test_spike_days_do_not_widen_the_intervals(use_statsmodels: bool) -> None:
     )
     assert 0 < backtest.mape < 25 and 0 < backtest.mase < 1.5
     assert forecast.mape == backtest.mape and forecast.mase == backtest.mase
+    # fitted on the raw values (as before this rule), the same series gets bands several times wider
+    monkeypatch.setattr(fc, "clean", lambda values, flagged=(), weeks=4: np.asarray(values, dtype=float))
+    (raw, _), _ = fc.forecast_all([series], use_statsmodels=use_statsmodels, anomalies=anomalies)
+    assert width(raw) > 4 * width(forecast)
+    assert float(np.mean(raw.lower_95 == 0)) > 0.5 > float(np.mean(forecast.lower_95 == 0))  # bands from 0
 
 
-def test_clean_uses_the_same_weekday_before() -> None:
-    values = np.arange(28, dtype=float)
-    cleaned = fc.clean(values, {21: 99.0, 14: 99.0, 3: 50.0})
-    assert cleaned[21] == pytest.approx(np.mean([7.0, 0.0]))  # days 14 (flagged) left out; 7 and 0 kept
-    assert cleaned[14] == pytest.approx(np.mean([7.0, 0.0]))
-    assert cleaned[3] == 50.0  # no week before it: its expectation
-    assert values[21] == 21.0 and cleaned[20] == 20.0  # a copy; other days unchanged
+def test_clean_replaces_flagged_and_far_off_days_by_their_weekday_median() -> None:
+    rng = np.random.default_rng(4)
+    values = np.resize([100.0, 100.0, 100.0, 100.0, 100.0, 40.0, 40.0], 84) + rng.integers(-3, 4, 84)
+    values[[3, 50, 57]] = [900.0, 1000.0, 950.0]  # day 3: before any trailing baseline; 50 and 57 in a row
+    values[30] = 104.0  # flagged (say, a small spike): replaced though near its median
+    cleaned = fc.clean(values, flagged={30, 57})
+    changed = set(np.flatnonzero(cleaned != values).tolist())
+    assert changed == {3, 30, 50, 57}
+    for day in (3, 30, 50, 57):  # the median of the same weekday, 4 weeks either side, spikes left out
+        same = [values[j] for j in range(day % 7, 84, 7) if 0 < abs(j - day) <= 28 and j not in (3, 50, 57)]
+        assert cleaned[day] == pytest.approx(float(np.median(same)))
+    assert values[3] == 900.0  # a copy
+    flat = np.full(30, 2.0)
+    flat[[5, 20]] = [3.0, 6.0]  # within the floor of 4 deviations (at least 1 each): kept
+    assert fc.clean(flat).tolist() == flat.tolist()

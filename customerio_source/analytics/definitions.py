@@ -37,10 +37,12 @@ Forecasts
     The next 28 days of every daily series with at least 14 days of history, with weekly seasonality: ETS
     (additive error, no trend, additive weekly season) with statsmodels (``pip install
     customerio-source[analytics]``), a seasonal-naive forecast without it. Both fit the series with its
-    anomaly days (spikes and outliers) replaced by their expectation, the mean of the same weekday in the
-    weeks before (else the spike's trailing mean): a broadcast day is not normal variability, and left in
-    it would widen every interval several times over. Bounds are 80% and 95% prediction intervals of
-    normal days, clipped at 0. The backtest fits on all but the last 28 days and forecasts them: MAPE
+    anomaly days (spikes and outliers), and any other day more than 4 robust deviations (1.4826 x MAD, at
+    least 1 and at least the square root of the series' median) from it, replaced by the median of the
+    same weekday in the 4 weeks either side: a broadcast day is not normal variability, and left in it
+    would widen every interval several times over (the second rule catches broadcast days the trailing
+    spike rule cannot judge, in its first ``window`` days). Bounds are 80% and 95% prediction intervals
+    of normal days, clipped at 0. The backtest fits on all but the last 28 days and forecasts them: MAPE
     (over days with a non-zero actual) and MASE (mean absolute error over that of the in-sample
     seasonal-naive forecast, lag 7; below 1 beats seasonal naive), both over the backtest days that are
     not anomalies (its ``actual`` column keeps every day).
@@ -138,7 +140,9 @@ SPIKE_MIN_EXCESS = 5.0
 SPIKE_POISSON_FLOOR = True
 """The spike rule's standard deviation is at least the square root of the trailing mean."""
 CLEAN_WEEKS = 4
-"""Forecasts replace an anomaly day by the mean of the same weekday in up to this many weeks before it."""
+"""Forecasts replace an anomaly day by the median of the same weekday in this many weeks either side."""
+CLEAN_DEVIATIONS = 4.0
+"""Forecasts also replace a day this many robust deviations from that median."""
 OUTLIER_Z = 3.0
 HORIZON = 28
 MIN_HISTORY = 14
