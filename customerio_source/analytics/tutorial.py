@@ -93,8 +93,10 @@ def send_events(server: Any, pipeline_name: str, pipelines_dir: str | None = Non
 
     workspace = server.ws
     source, people, events = tutorial_push_source(workspace)
+    name = f"{pipeline_name}_push"
+    working_dir = dlt.pipeline(pipeline_name=name, pipelines_dir=pipelines_dir).working_dir
     push = dlt.pipeline(
-        pipeline_name=f"{pipeline_name}_push",
+        pipeline_name=name,
         pipelines_dir=pipelines_dir,
         dataset_name="customerio_tutorial_push",
         destination=customerio_track(
@@ -103,7 +105,7 @@ def send_events(server: Any, pipeline_name: str, pipelines_dir: str | None = Non
             base_url=server.base_url,
             rate_limit=0,  # the simulated workspace has no send rate limit
             workers=4,
-            rejections_dir=os.path.join(pipelines_dir or os.getcwd(), f"{pipeline_name}_push_rejections"),
+            rejections_dir=os.path.join(working_dir, "customerio_rejections"),  # as `push` keeps them
         ),
     )
     stats = state_of(server).stats
