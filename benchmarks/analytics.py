@@ -106,6 +106,8 @@ def worker(workdir: Path) -> None:
                 "total_s": round(done - started, 2),
                 "series": len(result.series),
                 "anomalies": len(result.anomalies),
+                "spikes": sum(1 for a in result.anomalies if a.kind == "spike"),
+                "band_95_over_level": band_ratio(result),
                 "forecast_rows": sum(len(f.mean) for f in result.forecasts),
                 "models": result.plan.models,
                 "report_bytes": out.stat().st_size,
@@ -113,6 +115,20 @@ def worker(workdir: Path) -> None:
             }
         )
     )
+
+
+def band_ratio(result: Any) -> float | None:
+    """Median over the series of (mean 95% interval width) / (mean of the last 28 days): how wide the
+    forecast bands are against the series' level."""
+    import numpy as np
+
+    levels = {s.name: float(np.mean(s.values[-28:])) for s in result.series}
+    ratios = [
+        float(np.mean(f.upper_95 - f.lower_95)) / levels[f.series]
+        for f in result.forecasts
+        if f.kind == "forecast" and levels.get(f.series, 0) > 0
+    ]
+    return round(float(np.median(ratios)), 2) if ratios else None
 
 
 def run_worker(workdir: Path) -> dict[str, Any]:
@@ -150,13 +166,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['setup']['load_s']} s; rows: " + ", ".join(f"{k} {v:,}" for k, v in result["setup"]["rows"].items()),
         "",
         "| run | wall (s) | imports | models + anomalies + forecasts | report | peak RSS (MB) | series | anomalies |"
-        " forecast rows |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " spikes | forecast rows | 95% band / level |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(runs, 1):
         lines.append(
             f"| {i} | {r['wall_s']} | {r['import_s']} | {r['models_anomalies_forecasts_s']} | {r['report_s']} |"
-            f" {r['peak_rss_mb']} | {r['series']} | {r['anomalies']} | {r['forecast_rows']} |"
+            f" {r['peak_rss_mb']} | {r['series']} | {r['anomalies']} | {r['spikes']} | {r['forecast_rows']} |"
+            f" {r['band_95_over_level']} |"
         )
     wall, rss = median([r["wall_s"] for r in runs]), median([r["peak_rss_mb"] for r in runs])
     lines += [

@@ -24,7 +24,7 @@ from .warehouse import apply_bigquery_hints
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery")
 SCALES = ("tiny", "small", "large", "stress", "xlarge")
-PROFILES = ("tutorial",)
+PROFILES = ("tutorial", "tutorial-send")  # simulator/profiles.py
 DEMO_API_KEY = "demo-app-api-key"
 EXIT_CONFIG, EXIT_AUTH, EXIT_PENDING, EXIT_BUSY = 2, 3, 4, 5
 

@@ -61,12 +61,26 @@ def test_empty_dataset_is_never_loaded_too(in_tmp: Any, capsys: pytest.CaptureFi
         (["--timezone", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
         (["--spike-window", "1"], "--spike-window must be at least 2 days"),
         (["--outlier-z", "0"], "must be positive"),
+        (["--spike-min-excess", "-1"], "--spike-min-excess must be 0 or more, not -1"),
     ],
 )
 def test_bad_options(in_tmp: Any, capsys: pytest.CaptureFixture[str], flags: list[str], message: str) -> None:
     fixture_pipeline(in_tmp, "p", ("messages",))
     assert cli_main(["models", "--pipeline-name", "p", *flags]) == 2
     assert message in one_error_line(capsys)
+
+
+def test_spike_volume_options_reach_the_settings() -> None:
+    import argparse
+
+    from customerio_source.analytics.cli import add_model_options, settings_from
+
+    parser = argparse.ArgumentParser()
+    add_model_options(parser)
+    default = settings_from(parser.parse_args([]))
+    assert (default.min_excess, default.poisson_floor) == (5.0, True)
+    given = settings_from(parser.parse_args(["--spike-min-excess", "0", "--spike-sample-sigma"]))
+    assert (given.min_excess, given.poisson_floor) == (0.0, False)
 
 
 def test_report_before_models_says_to_build_them(in_tmp: Any, capsys: pytest.CaptureFixture[str]) -> None:

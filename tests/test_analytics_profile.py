@@ -15,6 +15,9 @@ from customerio_source.simulator.profiles import (
     TUTORIAL_DEVICES,
     TUTORIAL_EVENTS,
     get_profile,
+    tutorial_event_rows,
+    tutorial_events,
+    tutorial_people_rows,
     tutorial_spike_days,
 )
 
@@ -61,8 +64,30 @@ def test_spike_days_add_two_average_days(ws: Workspace) -> None:
     assert max(quiet) < 1.6 * average
 
 
+def test_the_send_profile_waits_for_the_pushed_people_and_events(ws: Workspace) -> None:
+    """``tutorial-send``: the same people (no device yet) and campaigns, no events; the rows to push hold
+    the tutorial's people and exactly the events the ``tutorial`` profile installs."""
+    empty = Workspace(seed=7, anchor=ANCHOR, profile="tutorial-send")
+    assert empty.n_activities() == 0 and empty.n_people == 1000
+    assert [c["name"] for c in empty.campaigns()] == list(TUTORIAL_CAMPAIGNS)
+    assert "device" not in empty.customer(5)["attributes"] and "device" in ws.customer(5)["attributes"]
+    people = tutorial_people_rows(empty)
+    assert len(people) == 1000 and len({p["id"] for p in people}) == 1000
+    assert [p["id"] for p in people[::37]] == [ws.customer(i)["identifiers"]["id"] for i in range(0, 1000, 37)]
+    assert {p["device"] for p in people} == set(TUTORIAL_DEVICES)
+    assert all(p["device"] == ws.customer(i)["attributes"]["device"] for i, p in enumerate(people[:50]))
+    events = tutorial_event_rows(empty)
+    assert len(events) == ws.n_activities() and events[0].keys() == {"id", "name", "timestamp", "campaign", "device"}
+    installed = tutorial_events(ws)
+    assert [(e["timestamp"], e["name"], e["campaign"]) for e in events[::500]] == [
+        (t, n, d["campaign"]) for t, _, n, d in installed[::500]
+    ]
+    assert [e["id"] for e in events[::500]] == [people[p]["id"] for _, p, _, _ in installed[::500]]
+
+
 def test_profile_flags_and_unknown_profile() -> None:
     assert build_parser().parse_args(["--demo", "--profile", "tutorial"]).profile == "tutorial"
+    assert build_parser().parse_args(["--demo", "--profile", "tutorial-send"]).profile == "tutorial-send"
     assert get_profile(None) is None
     with pytest.raises(ValueError, match="unknown profile 'nope'"):
         Workspace(profile="nope")

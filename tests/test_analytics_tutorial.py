@@ -14,7 +14,7 @@ import pytest
 from customerio_source.analytics.build import Settings
 from customerio_source.analytics.report import write_report
 from customerio_source.analytics.tutorial import run_tutorial
-from customerio_source.simulator.profiles import TUTORIAL_EVENTS, tutorial_spike_days
+from customerio_source.simulator.profiles import TUTORIAL_DEVICES, TUTORIAL_EVENTS, tutorial_spike_days
 
 ANCHOR = int(dt.datetime(2026, 11, 20, 15, 30, tzinfo=dt.timezone.utc).timestamp())
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -27,10 +27,10 @@ def tutorial(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        pipeline = run_tutorial(seed=7, settings=Settings(), anchor=ANCHOR, pipelines_dir=str(folder / "pipelines"))
+        run = run_tutorial(seed=7, settings=Settings(), anchor=ANCHOR, pipelines_dir=str(folder / "pipelines"))
         out = folder / "report.html"
-        data = write_report(pipeline, str(out))
-        yield {"pipeline": pipeline, "report": out, "data": data, "folder": folder}
+        data = write_report(run.pipeline, str(out))
+        yield {"pipeline": run.pipeline, "run": run, "report": out, "data": data, "folder": folder}
     finally:
         os.chdir(cwd)
 
@@ -49,7 +49,7 @@ def test_the_loop_loads_the_seed_workload(tutorial: dict[str, Any]) -> None:
     )
     assert [r[0] for r in rows] == sorted(TUTORIAL_EVENTS)
     total = sum(int(r[1]) for r in rows)
-    assert 30 * 950 <= total <= 60 * 1000  # 1,000 people (2% deleted: their events are hidden), 30-60 events each
+    assert 30 * 1000 <= total <= 60 * 1000  # 1,000 people, 30-60 events each
     first_day = dt.date(2026, 11, 20) - dt.timedelta(days=180)
     assert all(r[2] == first_day and r[3] == dt.date(2026, 11, 19) for r in rows)
     campaigns = query(
@@ -57,6 +57,32 @@ def test_the_loop_loads_the_seed_workload(tutorial: dict[str, Any]) -> None:
         "SELECT source_name FROM {ds}.campaign_performance WHERE source_type = 'campaign' ORDER BY source_name",
     )
     assert [r[0] for r in campaigns] == ["Black Friday", "Spring Sale", "Summer Promo"]
+
+
+def test_the_people_and_events_went_through_the_send_direction(tutorial: dict[str, Any]) -> None:
+    """The workspace starts without events; every event in the warehouse was pushed over HTTP (Track API),
+    and every person's device attribute came with the push."""
+    run, pipeline = tutorial["run"], tutorial["pipeline"]
+    assert run.activities_before == 0
+    assert run.people == 1000 and 30 * 1000 <= run.events <= 60 * 1000
+    assert run.items == run.people + run.events and run.rejected == 0
+    assert run.activities_after == run.events
+    assert 2 <= run.requests <= 60  # 500 KB batches, not a request per row
+    extracted = query(pipeline, "SELECT COUNT(*), COUNT(DISTINCT customer_id) FROM {ds}.activities")[0]
+    modelled = query(pipeline, "SELECT SUM(events) FROM {ds}.activity_daily")[0][0]
+    assert extracted == (run.events, 1000) and modelled == run.events
+    campaigns = query(
+        pipeline,
+        "SELECT COUNT(DISTINCT json_extract_string(data, '$.campaign')), "
+        "COUNT(DISTINCT json_extract_string(data, '$.device')) FROM {ds}.activities",
+    )[0]
+    assert campaigns == (3, 3)
+    devices = query(
+        pipeline,
+        "SELECT json_extract_string(attributes, '$.device') AS device, COUNT(*) FROM {ds}.customer_attributes "
+        "WHERE id LIKE '%-%-4%' GROUP BY device ORDER BY device",
+    )
+    assert [d for d, _ in devices] == sorted(TUTORIAL_DEVICES) and sum(n for _, n in devices) == 1000
 
 
 def test_detector_finds_injected_spike_days_with_few_false_ones(tutorial: dict[str, Any]) -> None:
@@ -163,6 +189,9 @@ def test_report_in_a_headless_browser(tutorial: dict[str, Any], tmp_path: Any) -
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 50_000
+            readme_shot = os.environ.get("CIO_REPORT_SCREENSHOT")  # docs/analytics-report.png, for the README
+            if readme_shot:
+                page.screenshot(path=readme_shot, full_page=True, clip={"x": 0, "y": 0, "width": 960, "height": 2250})
             assert errors == []
         finally:
             browser.close()

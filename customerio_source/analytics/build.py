@@ -13,7 +13,17 @@ import dlt
 
 from ..runner import load
 from .anomalies import Anomaly, detect
-from .definitions import ANOMALIES, FORECAST, HORIZON, OUTLIER_Z, SERIES, SPIKE_K, SPIKE_WINDOW
+from .definitions import (
+    ANOMALIES,
+    FORECAST,
+    HORIZON,
+    OUTLIER_Z,
+    SERIES,
+    SPIKE_K,
+    SPIKE_MIN_EXCESS,
+    SPIKE_POISSON_FLOOR,
+    SPIKE_WINDOW,
+)
 from .forecast import Forecast, forecast_all
 from .models import ModelPlan, build_models
 from .series import Series, read_series
@@ -62,6 +72,8 @@ class Settings:
     k: float = SPIKE_K
     window: int = SPIKE_WINDOW
     z: float = OUTLIER_Z
+    min_excess: float = SPIKE_MIN_EXCESS
+    poisson_floor: bool = SPIKE_POISSON_FLOOR
     horizon: int = HORIZON
     use_statsmodels: bool | None = None
 
@@ -143,13 +155,14 @@ def analytics_source(
 
 
 def run_analytics(pipeline: dlt.Pipeline, settings: Settings | None = None) -> BuildResult:
-    """Build the models, detect anomalies, forecast every daily series and write both tables."""
+    """Build the models, detect anomalies, forecast every daily series (fitted without its anomaly days)
+    and write the series, anomalies and forecasts."""
     settings = settings or Settings()
     started = time.monotonic()
     plan = build_models(pipeline, settings.timezone)
     with pipeline.sql_client() as client:
         series, as_of = read_series(client, plan.models)
-    anomalies = detect(series, settings.k, settings.window, settings.z)
-    forecasts, not_forecast = forecast_all(series, settings.horizon, settings.use_statsmodels)
+    anomalies = detect(series, settings.k, settings.window, settings.z, settings.min_excess, settings.poisson_floor)
+    forecasts, not_forecast = forecast_all(series, settings.horizon, settings.use_statsmodels, anomalies)
     load(pipeline, analytics_source(anomalies, forecasts, series, not_forecast))
     return BuildResult(plan, series, as_of, anomalies, forecasts, not_forecast, time.monotonic() - started)

@@ -23,6 +23,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timezone", default="UTC", help="days and weeks in this IANA time zone (default UTC)")
     parser.add_argument("--spike-k", type=float, default=Settings.k, help="spike: above trailing mean + k sigma")
     parser.add_argument("--spike-window", type=int, default=Settings.window, help="trailing days of the baseline")
+    parser.add_argument(
+        "--spike-min-excess",
+        type=float,
+        default=Settings.min_excess,
+        help=f"spike: at least this many above the trailing mean (default {Settings.min_excess:g}; 0: off)",
+    )
+    parser.add_argument(
+        "--spike-sample-sigma",
+        action="store_true",
+        help="spike: the baseline's sample sigma alone (default: at least sqrt(mean), a count's Poisson noise)",
+    )
     parser.add_argument("--outlier-z", type=float, default=Settings.z, help="outlier: |z| at least this")
 
 
@@ -31,7 +42,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise AnalyticsInputError(f"--spike-window must be at least 2 days, not {args.spike_window}")
     if args.spike_k <= 0 or args.outlier_z <= 0:
         raise AnalyticsInputError("--spike-k and --outlier-z must be positive")
-    return Settings(timezone=check_timezone(args.timezone), k=args.spike_k, window=args.spike_window, z=args.outlier_z)
+    if args.spike_min_excess < 0:
+        raise AnalyticsInputError(f"--spike-min-excess must be 0 or more, not {args.spike_min_excess:g}")
+    return Settings(
+        timezone=check_timezone(args.timezone),
+        k=args.spike_k,
+        window=args.spike_window,
+        z=args.outlier_z,
+        min_excess=args.spike_min_excess,
+        poisson_floor=not args.spike_sample_sigma,
+    )
 
 
 def _dataset_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -153,7 +173,7 @@ def report_main(argv: Sequence[str]) -> int:
                 settings,
                 args.pipeline_name if args.pipeline_name != "customerio" else "customerio_tutorial",
                 args.dataset_name,
-            )
+            ).pipeline
         else:
             pipeline = attach(args)
             if args.build:

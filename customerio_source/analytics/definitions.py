@@ -28,14 +28,24 @@ Daily series
 Anomalies
     ``spike``: a day above the trailing mean + k standard deviations of the ``window`` days before it (no
     look-ahead; days already flagged as spikes are left out of later baselines, so one spike does not
-    hide the next). ``outlier_high`` / ``outlier_low``: |z| >= z of the whole series (the seed's z-score).
+    hide the next), with a minimum volume: the day must also be at least ``min_excess`` (default 5) above
+    that mean, and the standard deviation is taken as at least the square root of the mean (the Poisson
+    noise of a count; ``poisson_floor``). Without that, a series of 0-3 a day "spikes" on every 2 or 3
+    and a flat series on every small wobble. ``outlier_high`` / ``outlier_low``: |z| >= z of the whole
+    series (the seed's z-score).
 Forecasts
     The next 28 days of every daily series with at least 14 days of history, with weekly seasonality: ETS
     (additive error, no trend, additive weekly season) with statsmodels (``pip install
-    customerio-source[analytics]``), a seasonal-naive forecast without it. Bounds are 80% and 95%
-    prediction intervals, clipped at 0. The backtest fits on all but the last 28 days and forecasts them:
-    MAPE (over days with a non-zero actual) and MASE (mean absolute error over that of the in-sample
-    seasonal-naive forecast, lag 7; below 1 beats seasonal naive).
+    customerio-source[analytics]``), a seasonal-naive forecast without it. Both fit the series with its
+    anomaly days (spikes and outliers), and any other day more than 4 robust deviations (1.4826 x MAD, at
+    least 1 and at least the square root of the series' median) from it, replaced by the median of the
+    same weekday in the 4 weeks either side: a broadcast day is not normal variability, and left in it
+    would widen every interval several times over (the second rule catches broadcast days the trailing
+    spike rule cannot judge, in its first ``window`` days). Bounds are 80% and 95% prediction intervals
+    of normal days, clipped at 0. The backtest fits on all but the last 28 days and forecasts them: MAPE
+    (over days with a non-zero actual) and MASE (mean absolute error over that of the in-sample
+    seasonal-naive forecast, lag 7; below 1 beats seasonal naive), both over the backtest days that are
+    not anomalies (its ``actual`` column keeps every day).
 """
 
 from __future__ import annotations
@@ -125,6 +135,14 @@ SERIES = "engagement_series"
 
 SPIKE_K = 2.0
 SPIKE_WINDOW = 28
+SPIKE_MIN_EXCESS = 5.0
+"""A spike is at least this many (deliveries, events) above its trailing mean."""
+SPIKE_POISSON_FLOOR = True
+"""The spike rule's standard deviation is at least the square root of the trailing mean."""
+CLEAN_WEEKS = 4
+"""Forecasts replace an anomaly day by the median of the same weekday in this many weeks either side."""
+CLEAN_DEVIATIONS = 4.0
+"""Forecasts also replace a day this many robust deviations from that median."""
 OUTLIER_Z = 3.0
 HORIZON = 28
 MIN_HISTORY = 14

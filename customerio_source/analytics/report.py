@@ -283,8 +283,8 @@ def render(data: ReportData, generated_at: dt.datetime | None = None) -> str:
             _figure(
                 "daily-engagement",
                 svg,
-                "Red rings: spike days of sent and opened (above the trailing mean + kσ); every series' spikes are in "
-                "the anomaly table.",
+                "Red rings: spike days of sent and opened (above the trailing mean + kσ, with a minimum volume); "
+                "every series' spikes are in the anomaly table.",
             )
         )
     if data.weekly:

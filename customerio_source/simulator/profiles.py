@@ -12,6 +12,11 @@ guarantees 30 days, and a workspace whose activities were loaded daily would hol
 warehouse; the profile serves them at once so one load has the whole history (an assumption of the
 simulator, not a claim about the API). Workspace hooks: :meth:`Profile.people` replaces the person
 factory, :meth:`Profile.finish` installs the events after the build.
+
+The ``tutorial-send`` profile is the same workspace waiting for the tutorial's data: the people exist
+(they have deliveries) but without their device, and there are no events. The seed's loop
+(``customerio_source/analytics/tutorial.py``) pushes :func:`tutorial_people_rows` (identify) and
+:func:`tutorial_event_rows` (events) to it through the send direction, over HTTP, and extracts them back.
 """
 
 from __future__ import annotations
@@ -70,9 +75,22 @@ TUTORIAL_SCALE = Scale(
 
 class TutorialPeople(PersonFactory):
     """People with uuid ids (the index in the last group, as every simulated id embeds it), fake names,
-    ``first.last.N@example.com`` and one device."""
+    ``first.last.N@example.com`` and one device (an attribute unless ``device_attribute`` is False: the
+    push brings it)."""
+
+    device_attribute = True
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._idents: dict[int, str] = {}  # 1,000 people: id lookups (every pushed event makes one) stay cheap
 
     def ident(self, i: int) -> str | None:
+        found = self._idents.get(i)
+        if found is None:
+            found = self._idents[i] = self._uuid(i)
+        return found
+
+    def _uuid(self, i: int) -> str:
         h = self.h(i)
         g = mix(h ^ 0x7575)
         variant = f"{8 + (h & 3):x}{(h >> 8) & 0xFFF:03x}"
@@ -87,8 +105,15 @@ class TutorialPeople(PersonFactory):
 
     def attributes(self, i: int) -> dict[str, str]:
         attrs = super().attributes(i)
-        attrs["device"] = self.device(i)
+        if self.device_attribute:
+            attrs["device"] = self.device(i)
         return attrs
+
+
+class TutorialPeopleToSend(TutorialPeople):
+    """The tutorial's people before the push: no device attribute yet."""
+
+    device_attribute = False
 
 
 def day_start(ts: int) -> int:
@@ -105,17 +130,21 @@ def tutorial_spike_days(now: int) -> list[dt.date]:
 class Profile:
     name: str
     scale: Scale
+    events: bool = True
+    """Install the events (``tutorial``), or leave them to the send direction (``tutorial-send``)."""
 
     def people(self, ws: Workspace) -> PersonFactory:
         """The person factory of a workspace with this profile (built like the default one)."""
         base = ws.persons
-        return TutorialPeople(base.seed, base.psalt, base.cio_prefix, base.created_at_of)
+        factory = TutorialPeople if self.events else TutorialPeopleToSend
+        return factory(base.seed, base.psalt, base.cio_prefix, base.created_at_of)
 
     def finish(self, ws: Workspace) -> None:
-        """Name the campaigns and install the events as the workspace's activities."""
+        """Name the campaigns and install the events as the workspace's activities (none without
+        ``events``); all 180 days of activities are served."""
         for cid, name in zip(sorted(ws.cat.campaigns), TUTORIAL_CAMPAIGNS, strict=False):
             ws.cat.campaigns[cid]["name"] = name
-        install_events(ws, tutorial_events(ws))
+        install_events(ws, tutorial_events(ws) if self.events else [])
         ws.activity_window = (TUTORIAL_HISTORY_DAYS + 1) * DAY
 
 
@@ -146,11 +175,40 @@ def tutorial_events(ws: Workspace) -> list[tuple[int, int, str, dict]]:
     return events
 
 
+def tutorial_people_rows(ws: Workspace) -> list[dict]:
+    """The tutorial's 1,000 people as rows to push with ``identify``: id (uuid), email, names, device."""
+    people: TutorialPeople = ws.persons  # type: ignore[assignment]
+    rows = []
+    for i in range(ws._n0):
+        first, last = people.names(i)
+        rows.append(
+            {
+                "id": people.ident(i),
+                "email": people.email(i),
+                "first_name": first,
+                "last_name": last,
+                "device": people.device(i),
+            }
+        )
+    return rows
+
+
+def tutorial_event_rows(ws: Workspace) -> list[dict]:
+    """The tutorial's events (:func:`tutorial_events`) as rows to push as events: the person's id, the
+    event's name and unix timestamp, its campaign and device (event data), oldest first."""
+    people: TutorialPeople = ws.persons  # type: ignore[assignment]
+    ids = [people.ident(i) for i in range(ws._n0)]
+    return [
+        {"id": ids[person], "name": name, "timestamp": ts, "campaign": data["campaign"], "device": data["device"]}
+        for ts, person, name, data in tutorial_events(ws)
+    ]
+
+
 def install_events(ws: Workspace, events: list[tuple[int, int, str, dict]]) -> None:
     """Make ``events`` the workspace's activities (replacing the generated ones), with the per-person index.
 
-    The one place events enter the simulated workspace directly; the send direction (Track API) would
-    push the same events over HTTP instead."""
+    The one place events enter the simulated workspace directly (the ``tutorial`` profile); with
+    ``tutorial-send`` the same events arrive over HTTP through the Track API instead."""
     ws.a_ts = array("q", (e[0] for e in events))
     ws.a_kind = array("b", [EVENT_KIND]) * len(events)
     ws.a_ref = array("l", [-1]) * len(events)
@@ -170,7 +228,10 @@ def install_events(ws: Workspace, events: list[tuple[int, int, str, dict]]) -> N
     ws._ap_extra = {}
 
 
-PROFILES: dict[str, Profile] = {"tutorial": Profile("tutorial", TUTORIAL_SCALE)}
+PROFILES: dict[str, Profile] = {
+    "tutorial": Profile("tutorial", TUTORIAL_SCALE),
+    "tutorial-send": Profile("tutorial-send", TUTORIAL_SCALE, events=False),
+}
 
 
 def get_profile(name: str | None) -> Profile | None:
