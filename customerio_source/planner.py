@@ -503,12 +503,6 @@ def _deliveries(sampler: Sampler, spec: TableSpec, marks: dict[str, datetime]) -
         parents = ctx.list_rows(spec.parent)
         cost = sum(len(delivery_windows(ctx, spec, parent)) for parent in parents)
         return TablePlan(spec.name, cost, len(parents), f"{len(parents)} {spec.parent} x windows")
-    full = 0
-    rows_total = 0
-    for lower, upper in delivery_windows(ctx, spec):
-        rows = estimate_deliveries(ctx, lower, upper)
-        rows_total += rows
-        full += window_requests(rows, page, ctx.concurrency)
     now = datetime.now(timezone.utc)
     since_run = _since_seconds(watermark, sampler)
     mark = now - timedelta(seconds=since_run)  # the watermark (or `since_hours` ago)
@@ -518,6 +512,17 @@ def _deliveries(sampler: Sampler, spec: TableSpec, marks: dict[str, datetime]) -
         start = late.start(start)
     probes = count_deliveries(ctx, incremental_pieces(mark, start))
     incremental = sum(run_window_requests(probes, lo, up, ctx) for lo, up in delivery_windows(ctx, spec, start=start))
+    full = 0
+    rows_total = 0
+    for lower, upper in delivery_windows(ctx, spec):
+        if watermark is None or (upper is not None and upper <= start):
+            rows = estimate_deliveries(ctx, lower, upper)
+        else:  # with a previous run: the part since the lookback's start as counted above, the rest apart
+            high = upper.timestamp() if upper is not None else math.inf
+            counted = sum(p.rows_between(max(lower, start).timestamp(), high) for p in probes)
+            rows = int(counted) + (estimate_deliveries(ctx, lower, start) if lower < start else 0)
+        rows_total += rows
+        full += window_requests(rows, page, ctx.concurrency)
     late_requests = _late_engagement(sampler, spec, marks, start, late)
     exports, requests = _export_requests(ctx, spec)
     basis = (
