@@ -114,6 +114,9 @@ class Sampler:
         self._ended = False
         self._old_share: float | None = None
         self.activity_scan_planned = False  # the late-engagement scan is shared: planned for one table
+        # read on (activities to the scans' floor, deliveries within DELIVERY_READ_BUDGET) only to plan from
+        # a previous run's state; a run `since_hours` after the last is extrapolated from the first pages
+        self.read_on = True
 
     def workspace(self) -> dict[str, Any]:
         """This key's workspace from ``GET /v1/workspaces``: its cached counts (`people`, `objects`, ...).
@@ -135,6 +138,8 @@ class Sampler:
     def _read_activities(self, floor: float | None = None) -> None:
         """Read the log newest first: at least ``ACTIVITY_SAMPLE_PAGES`` pages, then on until a row older
         than ``floor`` (unix seconds) is seen, the log ends, or ``ACTIVITY_PAGE_BUDGET`` pages are read."""
+        if not self.read_on:
+            floor = None
         if self._pages is None:
             spec = CATALOGUE["activities"]
             self._pages = self.ctx.client.pages("GET", spec.path, {"limit": spec.page_size}, table="activities")
@@ -510,7 +515,7 @@ def _deliveries(sampler: Sampler, spec: TableSpec, marks: dict[str, datetime]) -
     late = _late_decision(ctx, spec, marks)
     if late is not None:  # deeper when the run's deep re-read is due
         start = late.start(start)
-    probes = count_deliveries(ctx, incremental_pieces(mark, start))
+    probes = count_deliveries(ctx, incremental_pieces(mark, start), DELIVERY_READ_BUDGET if sampler.read_on else 0)
     incremental = sum(run_window_requests(probes, lo, up, ctx) for lo, up in delivery_windows(ctx, spec, start=start))
     full = 0
     rows_total = 0
@@ -662,6 +667,7 @@ def make_plan(
 ) -> Plan:
     """The plan of a run of ``selected`` tables (what :func:`source.select_tables` returns)."""
     sampler = Sampler(ctx, since_hours)
+    sampler.read_on = bool(watermarks)
     tables = [plan_table(sampler, name, periods, watermarks or {}) for name, periods in selected.items()]
     plan = Plan(tables, rate_limit, ctx.client.stats.total, bulk)
     for entry in tables:
