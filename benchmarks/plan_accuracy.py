@@ -40,14 +40,13 @@ def measure(scale: str, workdir: Path) -> dict[str, Any]:
             if phase == "incremental":
                 ws.advance()
             started = time.perf_counter()
-            plan = plan_run(KEY, base_url=server.base_url, rate_limit=0, pipeline_name=f"plan_{scale}")
+            warehouse = dlt.destinations.duckdb(str(workdir / f"{scale}.duckdb"))
+            plan = plan_run(
+                KEY, base_url=server.base_url, rate_limit=0, pipeline_name=f"plan_{scale}", destination=warehouse
+            )
             plan_seconds = time.perf_counter() - started
             stats = RequestStats()
-            pipeline = dlt.pipeline(
-                pipeline_name=f"plan_{scale}",
-                destination=dlt.destinations.duckdb(str(workdir / f"{scale}.duckdb")),
-                dataset_name="customerio",
-            )
+            pipeline = dlt.pipeline(pipeline_name=f"plan_{scale}", destination=warehouse, dataset_name="customerio")
             load(pipeline, customerio_source(api_key=KEY, base_url=server.base_url, rate_limit=0, request_stats=stats))
             predicted = {t.table: getattr(t, phase) for t in plan.tables}
             made = {t: n for t, n in stats.by_table.items() if t != "-"}

@@ -7,10 +7,24 @@ of a full run and of an incremental run, from the same declarations and function
 sizes from the catalogue, the delivery windows of :mod:`customerio_source.deliveries`, the deliveries
 estimate and the export plan of :mod:`customerio_source.bulk`.
 
-Estimates, not counts, where the API has no count: deliveries per window come from the density of the
-window's newest page (``bulk.estimate_deliveries``, what ``--bulk auto`` decides with), activities from the
-density of their newest pages over the API's 30 days. An incremental run is planned for the watermarks a
-local pipeline of that name saved (``--pipeline-name``), else for a run ``--since-hours`` after the last.
+Estimates, not counts, where the API has no count. A full run's deliveries per 180-day window come from
+the density of the window's newest page (``bulk.estimate_deliveries``, what ``--bulk auto`` decides with),
+its activities from the density of their newest pages over the API's 30 days.
+
+An incremental run is planned for the state a local pipeline of that name saved (``--pipeline-name``:
+cursors, when the previous run started), else for a run ``--since-hours`` after the last, and each part
+from its own rows, so a burst of new rows just before planning counts for its own minutes only:
+
+* deliveries: [watermark, now) and the older lookback [watermark - lookback, watermark) are counted in
+  sub-windows of a few hours / a day (``start_ts``/``end_ts``), each from its own first page (exact when it
+  has no `next`), the cheapest read on to their end within a few pages; the run's first page and its split
+  (``deliveries.plan_split``) follow from those rows;
+* activities (no time filter, newest first): the log is read on until it reaches the oldest floor an
+  incremental run scans down to (the activities cursor; the people-changes and late-engagement scans: the
+  previous run's start less ``CLOCK_MARGIN``), within ``ACTIVITY_PAGE_BUDGET`` pages: then every scan's
+  pages, the changed people and the engaged deliveries are counted, not estimated;
+* late engagement: the run's own plan (``LateEngagement.plan``) fed the sampled delivery ids, reading the
+  pipeline's warehouse (``destination``) as the run does; without it, an upper bound.
 """
 
 from __future__ import annotations
@@ -19,7 +33,8 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -29,16 +44,23 @@ from .bulk import AUTO_PEOPLE, EXPORT_REQUESTS, delivery_jobs, estimate_deliveri
 from .catalogue import CATALOGUE, TableSpec
 from .client import CustomerIOClient, RequestStats
 from .context import RunContext, records
-from .deliveries import SPLIT_MIN_PAGES, delivery_range, parent_windows, windows
+from .deliveries import SPLIT_MIN_PAGES, delivery_range, parent_windows, plan_split, window_params, windows
 from .errors import ConfigError, NotFoundError
-from .late_engagement import engagement_delivery
+from .late_engagement import LateEngagement, engagement_delivery
 from .people import ATTRIBUTES_BATCH, PEOPLE_PAGE_SIZE
 from .people_changes import CLOCK_MARGIN, PROFILE_CHANGE_TYPES
 from .small import SUPPRESSION_TYPES, SUPPRESSIONS_PAGE_SIZE
 
 ENGAGED_SAMPLE = 8  # engaged deliveries the planner looks up to see how many are older than the lookback
 ACTIVITY_WINDOW = timedelta(days=30)  # "guaranteed to return activity history within the past 30 days"
-ACTIVITY_SAMPLE_PAGES = 5  # newest pages of activities read to measure their density
+ACTIVITY_SAMPLE_PAGES = 5  # newest pages of activities read at least, to measure their density
+# pages read at most, reading on to the floor of an incremental run's scans (then exact); past it, extrapolated
+ACTIVITY_PAGE_BUDGET = 40
+# an incremental run's deliveries are counted in sub-windows (incremental_pieces), each from its own pages
+DELIVERY_PIECES = 4  # pieces at most in each of the two parts (since the watermark, the older lookback)
+SINCE_PIECE = timedelta(hours=6)
+LOOKBACK_PIECE = timedelta(days=1)
+DELIVERY_READ_BUDGET = 6  # pages read beyond each piece's first, to make the cheapest pieces exact
 DEFAULT_RATE_LIMIT = 10.0  # the App API's limit per workspace
 DEFAULT_SINCE_HOURS = 24.0  # an incremental run a day after the last, when no local pipeline state says when
 # tables whose parent rows list their children (the API's campaign/broadcast `actions`, newsletter `content_ids`)
@@ -83,12 +105,18 @@ class Sampler:
         self.ctx = ctx
         self.since_hours = since_hours
         self._workspace: dict[str, Any] | None = None
-        self._activities: tuple[int, float, float] | None = None
-        self._stamps: list[float] = []
+        self._pages: Iterator[dict[str, Any]] | None = None  # the activity log, newest first
+        self._read = 0  # its pages read
+        self._stamps: list[float] = []  # the timestamps sampled, newest first
+        self._changing = 0  # sampled activities of profile-changing types
+        self._changers: dict[str, float] = {}  # person -> newest profile-changing activity in the sample
         self._engaged: dict[str, float] = {}  # delivery id -> newest engagement activity in the sample
         self._ended = False
         self._old_share: float | None = None
         self.activity_scan_planned = False  # the late-engagement scan is shared: planned for one table
+        # read on (activities to the scans' floor, deliveries within DELIVERY_READ_BUDGET) only to plan from
+        # a previous run's state; a run `since_hours` after the last is extrapolated from the first pages
+        self.read_on = True
 
     def workspace(self) -> dict[str, Any]:
         """This key's workspace from ``GET /v1/workspaces``: its cached counts (`people`, `objects`, ...).
@@ -107,58 +135,104 @@ class Sampler:
 
         return count_people(self.ctx, AUTO_PEOPLE)
 
-    def activities(self) -> tuple[int, float, float]:
-        """(rows sampled, seconds they span back from now, share of profile-changing types), from the newest
-        ``ACTIVITY_SAMPLE_PAGES`` pages; when the sample reaches the end, the count is exact."""
-        if self._activities is None:
+    def _read_activities(self, floor: float | None = None) -> None:
+        """Read the log newest first: at least ``ACTIVITY_SAMPLE_PAGES`` pages, then on until a row older
+        than ``floor`` (unix seconds) is seen, the log ends, or ``ACTIVITY_PAGE_BUDGET`` pages are read."""
+        if not self.read_on:
+            floor = None
+        if self._pages is None:
             spec = CATALOGUE["activities"]
-            rows: list[dict[str, Any]] = []
-            ended = True
-            for n, payload in enumerate(
-                self.ctx.client.pages("GET", spec.path, {"limit": spec.page_size}, table="activities"), 1
-            ):
-                page = records(payload, spec.envelope)
-                rows.extend(page)
-                if not page:
-                    break
-                if n >= ACTIVITY_SAMPLE_PAGES and payload.get("next"):
-                    ended = False
-                    break
-            stamps = [float(r["timestamp"]) for r in rows if r.get("timestamp")]
-            self._stamps, self._ended = stamps, ended
-            for row in rows:
+            self._pages = self.ctx.client.pages("GET", spec.path, {"limit": spec.page_size}, table="activities")
+        while not self._ended and self._read < ACTIVITY_PAGE_BUDGET:
+            reached = min(self._stamps, default=math.inf)
+            if self._read >= ACTIVITY_SAMPLE_PAGES and (floor is None or reached < floor):
+                return
+            payload = next(self._pages, None)
+            page = records(payload, CATALOGUE["activities"].envelope) if payload is not None else []
+            self._read += 1
+            for row in page:
+                stamp = row.get("timestamp")
+                if not stamp:
+                    continue
+                self._stamps.append(float(stamp))
+                if row.get("type") in PROFILE_CHANGE_TYPES:
+                    self._changing += 1
+                    person = str((row.get("customer_identifiers") or {}).get("cio_id") or row.get("customer_id"))
+                    self._changers[person] = max(self._changers.get(person, 0.0), float(stamp))
                 delivery = engagement_delivery(row)
-                if delivery and row.get("timestamp"):
-                    self._engaged[delivery] = max(self._engaged.get(delivery, 0.0), float(row["timestamp"]))
-            changing = sum(1 for r in rows if r.get("type") in PROFILE_CHANGE_TYPES) / max(1, len(rows))
-            if ended or len(stamps) < 2:
-                self._activities = (len(rows), ACTIVITY_WINDOW.total_seconds(), changing)
-            else:  # the sample's own span: the workspace's clock need not be ours, nor its newest row now
-                self._activities = (len(stamps) - 1, max(1.0, max(stamps) - min(stamps)), changing)
-        return self._activities
+                if delivery:
+                    self._engaged[delivery] = max(self._engaged.get(delivery, 0.0), float(stamp))
+            if not page or payload is None or not payload.get("next"):
+                self._ended = True
+
+    def activities(self) -> tuple[int, float, float]:
+        """(rows sampled, seconds they span, share of profile-changing types), from the newest pages of the
+        log (:meth:`_read_activities`); when the sample reaches the end, the span is the API's 30 days."""
+        self._read_activities()
+        stamps = self._stamps
+        changing = self._changing / max(1, len(stamps))
+        if self._ended or len(stamps) < 2:
+            return len(stamps), ACTIVITY_WINDOW.total_seconds(), changing
+        # the sample's own span: the workspace's clock need not be ours, nor its newest row now
+        return len(stamps) - 1, max(1.0, max(stamps) - min(stamps)), changing
 
     def activities_in(self, seconds: float) -> float:
         rows, span, _ = self.activities()
         return rows * min(seconds, ACTIVITY_WINDOW.total_seconds()) / span
 
-    def activities_since(self, watermark: datetime | None, seconds: float) -> float:
-        """Activities an incremental run reads: counted in the sample when it reaches back to ``watermark``,
-        else ``seconds`` of the sample's density."""
-        self.activities()
-        if watermark is not None and self._stamps and (self._ended or min(self._stamps) < watermark.timestamp()):
-            return float(sum(1 for t in self._stamps if t >= watermark.timestamp()))
-        return self.activities_in(seconds)
+    def floor_of(self, since: datetime | None) -> float:
+        """``since`` in unix seconds; without one, ``since_hours`` before the newest sampled activity."""
+        if since is not None:
+            return since.timestamp()
+        self._read_activities()
+        return max(self._stamps, default=time.time()) - self.since_hours * 3600
 
-    def engaged_since(self, watermark: datetime | None, seconds: float) -> float:
-        """Deliveries with an engagement activity since ``watermark`` (else in the last ``seconds``): counted
-        in the sample, scaled by the sample's density when it does not reach that far back."""
-        self.activities()
-        floor = watermark.timestamp() if watermark is not None else (max(self._stamps, default=0.0) - seconds)
-        engaged = sum(1 for stamp in self._engaged.values() if stamp >= floor)
-        if self._ended or not self._stamps or min(self._stamps) <= floor:
-            return float(engaged)
-        span = max(1.0, max(self._stamps) - min(self._stamps))
-        return len(self._engaged) * min(seconds, ACTIVITY_WINDOW.total_seconds()) / span
+    def activities_since(self, floor: float) -> float:
+        """Activities at or after ``floor`` (unix seconds): counted in the sample when it reaches below
+        ``floor`` (the sample reads on to it, within ``ACTIVITY_PAGE_BUDGET`` pages), else the counted ones
+        plus the density of the sample's older half (:meth:`_tail_density`) over the rest."""
+        self._read_activities(floor)
+        counted = sum(1 for t in self._stamps if t >= floor)
+        if self._ended or not self._stamps or min(self._stamps) < floor:
+            return float(counted)
+        return counted + self._tail_density() * max(0.0, min(self._stamps) - floor)
+
+    def _tail_density(self) -> float:
+        """Activities per second in the older half of the sample: the rows nearest the unread part, so a
+        burst at the newest end (many in a second) is not extrapolated past the sample."""
+        tail = self._stamps[len(self._stamps) // 2 :]
+        return max(0, len(tail) - 1) / max(1.0, tail[0] - tail[-1]) if tail else 0.0
+
+    def scan_pages(self, floor: float) -> int:
+        """Pages of a newest-first scan of the log that stops at the first page reaching below ``floor``
+        (the activities resource, the people-changes and the late-engagement scans all stop so)."""
+        return int(self.activities_since(floor)) // (CATALOGUE["activities"].page_size or 100) + 1
+
+    def changed_people_since(self, floor: float) -> float:
+        """People with a profile-changing activity at or after ``floor`` (whose attributes an incremental run
+        re-reads): counted in the sample, plus their density (as :meth:`activities_since`) past it."""
+        return self._distinct_since(self._changers, floor)
+
+    def engaged_since(self, floor: float) -> float:
+        """Deliveries with an engagement activity at or after ``floor``: counted in the sample, plus their
+        density (as :meth:`activities_since`) past it."""
+        return self._distinct_since(self._engaged, floor)
+
+    def engaged_ids(self, floor: float) -> set[str] | None:
+        """The deliveries with an engagement activity at or after ``floor``; None when the sample does not
+        reach that far back."""
+        self._read_activities(floor)
+        if not (self._ended or (self._stamps and min(self._stamps) < floor)):
+            return None
+        return {delivery for delivery, stamp in self._engaged.items() if stamp >= floor}
+
+    def _distinct_since(self, newest: dict[str, float], floor: float) -> float:
+        self._read_activities(floor)
+        counted = sum(1 for stamp in newest.values() if stamp >= floor)
+        if self._ended or not self._stamps or min(self._stamps) < floor:
+            return float(counted)
+        per_row = len(newest) / len(self._stamps)  # distinct ones per sampled activity
+        return counted + per_row * self._tail_density() * max(0.0, min(self._stamps) - floor)
 
     def old_share(self, lookback_start: datetime) -> float:
         """The share of engaged deliveries created before ``lookback_start`` (those an incremental run
@@ -229,12 +303,11 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
         cost = parents * max(1, len(periods))
         return TablePlan(name, cost, cost, f"{parents} {spec.parent} x {len(periods)} period(s)")
     if builder is builders.deliveries:
-        return _deliveries(sampler, spec, watermarks.get(name))
+        return _deliveries(sampler, spec, watermarks)
     if builder is builders.activities:
         rows, _, _ = sampler.activities()
         full = math.ceil(sampler.activities_in(ACTIVITY_WINDOW.total_seconds()) / (spec.page_size or 100))
-        since = _since_seconds(watermarks.get(name), sampler)
-        incremental = math.ceil(sampler.activities_since(watermarks.get(name), since) / (spec.page_size or 100)) + 1
+        incremental = sampler.scan_pages(sampler.floor_of(watermarks.get(name)))  # the cursor's start
         return TablePlan(
             name,
             max(1, full),
@@ -248,11 +321,14 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
     if builder is builders.customer_attributes:
         people = sampler.people()
         full = math.ceil(people / ATTRIBUTES_BATCH)
-        since = _since_seconds(watermarks.get("activities"), sampler)
-        _, _, changing = sampler.activities()
-        recent = sampler.activities_since(watermarks.get("activities"), since)
-        scan = math.ceil(recent / CATALOGUE["activities"].page_size) + 1
-        changed = math.ceil(recent * changing / ATTRIBUTES_BATCH)
+        # the people-changes scan: down to the previous run's start less CLOCK_MARGIN (people_changes)
+        since = watermarks.get("customer_attributes:since") or watermarks.get("activities")
+        floor = sampler.floor_of(since) - CLOCK_MARGIN
+        scan = sampler.scan_pages(floor)
+        # re-read: people with a profile change since then, and people the warehouse holds no attributes for
+        known = _people_in_warehouse() if since is not None else None
+        new = max(0, people - known) if known is not None else 0
+        changed = math.ceil((sampler.changed_people_since(floor) + new) / ATTRIBUTES_BATCH)
         exports = EXPORT_REQUESTS + 2  # one customers export + the 2 requests that discover attribute names
         return TablePlan(
             name,
@@ -277,6 +353,20 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
             cost += 1 if len(payload.get("suppressions") or []) < SUPPRESSIONS_PAGE_SIZE else 2
         return TablePlan(name, cost, cost, "first page per type (at least)")
     return TablePlan(name, 1, 1, "one request")
+
+
+def _people_in_warehouse() -> int | None:
+    """Live rows of the attached pipeline's `customer_attributes` (the people an incremental run does not
+    re-read as new, :mod:`known_people`), or None when its warehouse cannot be read from here."""
+    import dlt
+
+    try:
+        with dlt.current.pipeline().sql_client() as client:
+            table = client.make_qualified_table_name("customer_attributes")
+            rows = client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE _cio_deleted_at IS NULL")
+        return int(rows[0][0])
+    except Exception:  # noqa: BLE001 - no pipeline, no table, or no such column: not counted
+        return None
 
 
 def _count_spec(spec: TableSpec) -> TableSpec:
@@ -310,58 +400,191 @@ def _since_seconds(watermark: datetime | None, sampler: Sampler) -> float:
     return max(0.0, (datetime.now(timezone.utc) - watermark).total_seconds())
 
 
-def _deliveries(sampler: Sampler, spec: TableSpec, watermark: datetime | None) -> TablePlan:
+class _Piece:
+    """One `created` window [lower, upper) of `GET /v1/messages`, read page by page (newest first)."""
+
+    def __init__(self, ctx: RunContext, lower: datetime, upper: datetime | None, now: float) -> None:
+        self.lower = lower.timestamp()
+        self.open = upper is None
+        self.upper = upper.timestamp() if upper is not None else now
+        query = {"limit": CATALOGUE["messages"].page_size or 1000, **window_params(lower, upper)}
+        self._pages = ctx.client.pages("GET", "/v1/messages", query, table="messages")
+        self.stamps: list[float] = []  # `created` of the rows read in the window
+        self.oldest = self.upper
+        self.done = False
+
+    def read(self) -> None:
+        payload = next(self._pages, None)
+        page = records(payload, "messages") if payload is not None else []
+        created = [float(row["created"]) for row in page if row.get("created") is not None]
+        if self.open and created:  # the server's clock, not ours, bounds an open window
+            self.upper = max(self.upper, max(created) + 1)
+        self.stamps.extend(t for t in created if self.lower <= t < self.upper)
+        self.oldest = min([self.oldest, *created])
+        self.done = payload is None or not page or not payload.get("next")
+
+    def estimate(self) -> float:
+        """Exact once read to the end; else the rows read plus their density over the rest of the window."""
+        return self.rows_between(-math.inf, math.inf)
+
+    def rows_between(self, lower: float, upper: float) -> float:
+        """Its rows created in [lower, upper): those read, plus (while open) the density of those read over
+        the part of [lower, upper) it has not read."""
+        counted = sum(1 for t in self.stamps if lower <= t < upper)
+        if self.done or self.oldest <= self.lower:
+            return float(counted)
+        unread = max(0.0, min(upper, self.oldest) - max(lower, self.lower))
+        return counted + len(self.stamps) * unread / max(1.0, self.upper - self.oldest)
+
+
+def count_deliveries(
+    ctx: RunContext, pieces: list[tuple[datetime, datetime | None]], budget: int = DELIVERY_READ_BUDGET
+) -> list[_Piece]:
+    """Deliveries created in each of ``pieces``: the first page of each (an exact count when it has no
+    `next`), then up to ``budget`` more pages, each read on in the piece with the fewest estimated pages
+    left (made exact when it ends); a piece still open counts its rows plus their density over the rest.
+    Each piece extrapolates only its own density, so a burst in one (new deliveries minutes before
+    planning) does not count for the others' span."""
+    now = time.time()
+    probes = [_Piece(ctx, lower, upper, now) for lower, upper in pieces]
+    for probe in probes:
+        probe.read()
+    for _ in range(budget):
+        open_ = [p for p in probes if not p.done]
+        if not open_:
+            break
+        min(open_, key=_Piece.estimate).read()
+    return probes
+
+
+def run_window_requests(probes: list[_Piece], lower: datetime, upper: datetime | None, ctx: RunContext) -> int:
+    """Requests the run makes for one window [lower, upper) of deliveries counted in ``probes``: as
+    :func:`deliveries.read_windows` reads it, its first page, then its rest read on or split in pieces by
+    :func:`deliveries.plan_split` from that page's density (the newest 1000 rows, known from the probes)."""
+    page = CATALOGUE["messages"].page_size or 1000
+    low, high = lower.timestamp(), upper.timestamp() if upper is not None else math.inf
+    rows = sum(p.rows_between(low, high) for p in probes)
+    if rows <= page:
+        return 1
+    first = sorted((t for p in probes for t in p.stamps if low <= t < high), reverse=True)[:page]
+    if len(first) < page:  # the probes do not hold the run's first page
+        return window_requests(rows, page, ctx.concurrency)
+    utc = timezone.utc
+    split = plan_split(
+        len(first), datetime.fromtimestamp(first[0], utc), datetime.fromtimestamp(first[-1], utc), lower,
+        ctx.concurrency, page,
+    )
+    if not split:
+        return math.ceil(rows / page)
+    return 1 + sum(
+        max(1, math.ceil(sum(p.rows_between(a.timestamp(), b.timestamp()) for p in probes) / page)) for a, b in split
+    )
+
+
+def _split(lower: datetime, upper: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
+    """[lower, upper) in at most DELIVERY_PIECES equal pieces of about ``size``, newest first."""
+    if upper <= lower:
+        return []
+    count = max(1, min(DELIVERY_PIECES, math.ceil((upper - lower) / size)))
+    step = (upper - lower) / count
+    return [(lower + step * i, lower + step * (i + 1)) for i in reversed(range(count))]
+
+
+def incremental_pieces(mark: datetime, start: datetime) -> list[tuple[datetime, datetime | None]]:
+    """The sub-windows an incremental run's deliveries are counted in: [mark, now) (since the previous
+    run's watermark) in pieces of ~SINCE_PIECE, and the older lookback [start, mark) in pieces of
+    ~LOOKBACK_PIECE; the newest piece open-ended, as the run's newest window is."""
+    now = datetime.now(timezone.utc)
+    since = _split(mark, max(now, mark), SINCE_PIECE)
+    pieces: list[tuple[datetime, datetime | None]] = [(since[0][0], None), *since[1:]] if since else [(mark, None)]
+    return pieces + list(_split(start, mark, LOOKBACK_PIECE))
+
+
+def _deliveries(sampler: Sampler, spec: TableSpec, marks: dict[str, datetime]) -> TablePlan:
     ctx = sampler.ctx
     page = spec.page_size or 1000
+    watermark = marks.get(spec.name)
     if spec.parent is not None:  # per-parent lists (opt-in): every window of every parent, at least a page
         parents = ctx.list_rows(spec.parent)
         cost = sum(len(delivery_windows(ctx, spec, parent)) for parent in parents)
         return TablePlan(spec.name, cost, len(parents), f"{len(parents)} {spec.parent} x windows")
+    now = datetime.now(timezone.utc)
+    since_run = _since_seconds(watermark, sampler)
+    mark = now - timedelta(seconds=since_run)  # the watermark (or `since_hours` ago)
+    start = mark - timedelta(days=ctx.messages_lookback_days)  # the cursor's start: watermark less the lag
+    late = _late_decision(ctx, spec, marks)
+    if late is not None:  # deeper when the run's deep re-read is due
+        start = late.start(start)
+    probes = count_deliveries(ctx, incremental_pieces(mark, start), DELIVERY_READ_BUDGET if sampler.read_on else 0)
+    incremental = sum(run_window_requests(probes, lo, up, ctx) for lo, up in delivery_windows(ctx, spec, start=start))
     full = 0
     rows_total = 0
     for lower, upper in delivery_windows(ctx, spec):
-        rows = estimate_deliveries(ctx, lower, upper)
+        if watermark is None or (upper is not None and upper <= start):
+            rows = estimate_deliveries(ctx, lower, upper)
+        else:  # with a previous run: the part since the lookback's start as counted above, the rest apart
+            high = upper.timestamp() if upper is not None else math.inf
+            counted = sum(p.rows_between(max(lower, start).timestamp(), high) for p in probes)
+            rows = int(counted) + (estimate_deliveries(ctx, lower, start) if lower < start else 0)
         rows_total += rows
         full += window_requests(rows, page, ctx.concurrency)
-    since_run = _since_seconds(watermark, sampler)
-    since = since_run + ctx.messages_lookback_days * 86400
-    start = datetime.now(timezone.utc) - timedelta(seconds=since)
-    recent = estimate_deliveries(ctx, start, None)
-    incremental = sum(
-        window_requests(recent * _share(lo, up, start), page, ctx.concurrency)
-        for lo, up in delivery_windows(ctx, spec, start=start)
-    )
-    incremental += _late_engagement(sampler, spec, watermark, since_run, start)
+    late_requests = _late_engagement(sampler, spec, marks, start, late)
     exports, requests = _export_requests(ctx, spec)
-    return TablePlan(
-        spec.name, full, incremental, f"~{rows_total:,} deliveries", exports_full=requests, exports=exports
+    basis = (
+        f"~{rows_total:,} deliveries; incremental ~{sum(p.estimate() for p in probes):,.0f} since the "
+        f"watermark less the lookback, +{late_requests} late-engagement requests"
     )
+    return TablePlan(
+        spec.name, full, incremental + late_requests, basis, exports_full=requests, exports=exports
+    )
+
+
+def _late_decision(ctx: RunContext, spec: TableSpec, marks: dict[str, datetime]) -> LateEngagement | None:
+    """The run's own late-engagement decision (deep re-read due or not) from the table's saved state (a
+    copy: nothing is written back); None without saved state."""
+    state = {key: marks[f"{spec.name}:{key}"].timestamp() for key in ("late_since", "deep_at")
+             if f"{spec.name}:{key}" in marks}
+    if "late_since" not in state:
+        return None
+    return LateEngagement(ctx, spec, state, incremental=True)
 
 
 def _late_engagement(
-    sampler: Sampler, spec: TableSpec, watermark: datetime | None, since_run: float, lookback_start: datetime
+    sampler: Sampler, spec: TableSpec, marks: dict[str, datetime], normal_start: datetime, late: LateEngagement | None
 ) -> int:
     """An incremental run's late-engagement requests (:mod:`late_engagement`): the one activity-log scan
-    since the previous run (planned for the first delivery table), plus about one re-read per engaged
-    delivery older than the lookback (neighbours that share a window make it fewer). A deep re-read
-    (every ``messages_deep_reread_days``) is not planned: the plan assumes it is not due. An upper bound:
-    the run merges stale deliveries that lie close together into one window, which the plan cannot see
-    without the warehouse's `created` of each."""
+    down to the previous run's start less CLOCK_MARGIN (planned for the first delivery table), plus the
+    re-reads of engaged deliveries older than the run's window.
+
+    When the activity sample reaches that floor and the pipeline's state is here, the re-reads are the
+    run's own plan (``LateEngagement.plan``: the warehouse's `created` of the engaged deliveries, windows
+    merged as the run merges them) fed the sampled ids. Else about one re-read per engaged delivery, the
+    share older than the window looked up for a few (an upper bound: the run merges neighbours)."""
+    floor = sampler.floor_of(marks.get(f"{spec.name}:late_since") or marks.get(spec.name)) - CLOCK_MARGIN
     cost = 0
     if not sampler.activity_scan_planned:
         sampler.activity_scan_planned = True
-        scanned = sampler.activities_since(watermark, since_run + CLOCK_MARGIN)
-        cost += math.ceil(scanned / (CATALOGUE["activities"].page_size or 100)) + 1
-    engaged = sampler.engaged_since(watermark, since_run)
+        cost += sampler.scan_pages(floor)
+    ids = sampler.engaged_ids(floor)
+    if late is not None and ids is not None:
+        sampler.ctx.shared("activity_log", lambda: _SampledLog(ids))
+        plan = late.plan(normal_start)
+        if not plan.fetch:  # else the warehouse is not readable from here: the estimate below
+            return cost + plan.requests
+    engaged = sampler.engaged_since(floor)
     if engaged:
-        cost += math.ceil(engaged * sampler.old_share(lookback_start))
+        cost += math.ceil(engaged * sampler.old_share(normal_start))
     return cost
 
 
-def _share(lower: datetime, upper: datetime | None, start: datetime) -> float:
-    now = datetime.now(timezone.utc)
-    total = max(1.0, (now - start).total_seconds())
-    return max(0.0, ((upper or now) - max(lower, start)).total_seconds()) / total
+class _SampledLog:
+    """The activity log as ``LateEngagement.plan`` asks it (``since``), answered from the planner's sample."""
+
+    def __init__(self, ids: set[str]) -> None:
+        self.ids = ids
+
+    def since(self, floor: float, table: str) -> set[str]:
+        return self.ids
 
 
 def _export_requests(ctx: RunContext, spec: TableSpec) -> tuple[int, int]:
@@ -404,22 +627,33 @@ def _objects(sampler: Sampler, name: str) -> TablePlan:
 
 
 # -- the plan ----------------------------------------------------------------------------------------------
-def saved_watermarks(pipeline_name: str | None) -> dict[str, datetime]:
-    """The cursors a local pipeline of this name saved (deliveries `created`, activities `timestamp`)."""
+def saved_watermarks(pipeline_name: str | None, destination: Any = None) -> dict[str, datetime]:
+    """What a local pipeline of this name saved: per table its cursor (deliveries `created`, activities
+    `timestamp`), and under ``<table>:late_since``, ``<table>:deep_at`` (delivery tables) and
+    ``customer_attributes:since`` when the previous run started and last re-read deeply. The pipeline is
+    attached (with ``destination``, where its warehouse is: the late-engagement plan reads it)."""
     if not pipeline_name:
         return {}
     import dlt
 
     try:
-        pipeline = dlt.attach(pipeline_name=pipeline_name)
+        pipeline = dlt.attach(pipeline_name=pipeline_name, destination=destination)
     except Exception:  # noqa: BLE001 - no such pipeline here: plan without state
         return {}
     out: dict[str, datetime] = {}
     resources = pipeline.state.get("sources", {}).get("customerio", {}).get("resources", {})
-    for table, cursor in (("messages", "created"), ("activities", "timestamp")):
-        value = resources.get(table, {}).get("incremental", {}).get(cursor, {}).get("last_value")
-        if isinstance(value, datetime):
-            out[table] = value
+    for table, state in resources.items():
+        if not isinstance(state, dict):
+            continue
+        for cursor in ("created", "timestamp"):  # deliveries, activities
+            value = (state.get("incremental") or {}).get(cursor, {}).get("last_value")
+            if isinstance(value, datetime):
+                out[table] = value
+        # when the previous run started (late_engagement, people_changes) and last re-read deeply
+        for key in ("late_since", "deep_at", "since"):
+            stamp = state.get(key)
+            if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+                out[f"{table}:{key}"] = datetime.fromtimestamp(float(stamp), timezone.utc)
     return out
 
 
@@ -433,6 +667,7 @@ def make_plan(
 ) -> Plan:
     """The plan of a run of ``selected`` tables (what :func:`source.select_tables` returns)."""
     sampler = Sampler(ctx, since_hours)
+    sampler.read_on = bool(watermarks)
     tables = [plan_table(sampler, name, periods, watermarks or {}) for name, periods in selected.items()]
     plan = Plan(tables, rate_limit, ctx.client.stats.total, bulk)
     for entry in tables:
@@ -504,7 +739,7 @@ def duration(seconds: float) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    from .cli import failure_report
+    from .cli import DESTINATIONS, destination_for, failure_report
     from .source import API_KEY_ENV, select_tables
 
     parser = argparse.ArgumentParser(prog="customerio-pipeline plan", description=__doc__.splitlines()[0])
@@ -514,6 +749,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--base-url", default=None)
     parser.add_argument("--rate-limit", type=float, default=DEFAULT_RATE_LIMIT, help="requests/s (default 10)")
     parser.add_argument("--pipeline-name", default="customerio", help="plan the incremental run from its state")
+    parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS, help="the pipeline's (as for a load)")
+    parser.add_argument("--dataset-name", default="customerio", help="the pipeline's dataset (as for a load)")
     parser.add_argument(
         "--since-hours",
         type=float,
@@ -533,6 +770,7 @@ def main(argv: Sequence[str]) -> int:
             pipeline_name=args.pipeline_name,
             since_hours=args.since_hours,
             selector=select_tables,
+            destination=destination_for(args.destination, args.pipeline_name, args.dataset_name),
         )
     except Exception as exc:  # noqa: BLE001 - one line, the load's exit codes
         if args.debug:
@@ -555,8 +793,11 @@ def plan_run(
     since_hours: float = DEFAULT_SINCE_HOURS,
     selector: Any = None,
     stats: RequestStats | None = None,
+    destination: Any = None,
 ) -> Plan:
-    """Plan a run against a workspace (the planning requests are not rate-limited below ``rate_limit``)."""
+    """Plan a run against a workspace (the planning requests are not rate-limited below ``rate_limit``).
+    ``destination``: the pipeline's (a dlt destination or its name), to read its warehouse where the plan
+    uses it (late engagement)."""
     if selector is None:
         from .source import select_tables as selector
     if not api_key:
@@ -566,4 +807,4 @@ def plan_run(
         api_key, region=region, base_url=base_url, rate_limit=rate_limit, max_attempts=3, stats=stats or RequestStats()
     )
     ctx = RunContext(client=client, metrics_periods=selected)
-    return make_plan(ctx, selected, bulk, rate_limit, saved_watermarks(pipeline_name), since_hours)
+    return make_plan(ctx, selected, bulk, rate_limit, saved_watermarks(pipeline_name, destination), since_hours)
