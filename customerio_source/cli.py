@@ -192,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
             apply_bigquery_hints(source)
         from .live import progress_for  # a live display on a terminal, the plain lines otherwise
 
-        progress = progress_for(stats, args.progress_every, source_kwargs, pipeline_name, args.bulk)
+        progress = progress_for(
+            stats, args.progress_every, source_kwargs, pipeline_name, args.bulk, destination=pipeline.destination
+        )
         for name, resource in source.selected_resources.items():
             resource.add_map(progress.count(name))
         progress.start()

@@ -16,13 +16,16 @@ from typing import IO, Any
 from .cli import Progress
 
 
-def planned_requests(source_kwargs: dict[str, Any], pipeline_name: str, bulk: str | None) -> dict[str, int] | None:
+def planned_requests(
+    source_kwargs: dict[str, Any], pipeline_name: str, bulk: str | None, destination: Any = None
+) -> dict[str, int] | None:
     """Per table, the requests the planner expects this run to make (incremental when the pipeline has
-    state here), or None when planning fails (the run then reports its own error)."""
+    state here; ``destination``, the pipeline's, lets the plan read its warehouse), or None when planning
+    fails (the run then reports its own error)."""
     from .planner import DEFAULT_RATE_LIMIT, plan_run, saved_watermarks
 
     try:
-        incremental = bool(saved_watermarks(pipeline_name))
+        incremental = bool(saved_watermarks(pipeline_name, destination))
         plan = plan_run(
             api_key=source_kwargs.get("api_key") or "",
             tables=source_kwargs.get("tables") or "all",
@@ -31,6 +34,7 @@ def planned_requests(source_kwargs: dict[str, Any], pipeline_name: str, bulk: st
             base_url=source_kwargs.get("base_url"),
             rate_limit=source_kwargs.get("rate_limit", DEFAULT_RATE_LIMIT),
             pipeline_name=pipeline_name,
+            destination=destination,
         )
     except Exception:  # noqa: BLE001 - no estimate; the load says what is wrong
         return None
@@ -118,9 +122,11 @@ def progress_for(
     pipeline_name: str,
     bulk: str | None,
     stream: IO[str] | None = None,
+    destination: Any = None,
 ) -> Progress:
-    """The live display on a terminal (``every`` > 0), else the plain periodic lines."""
+    """The live display on a terminal (``every`` > 0), else the plain periodic lines; ``destination`` is
+    the pipeline's (the plan reads its warehouse)."""
     stream = stream or sys.stderr
     if every <= 0 or not stream.isatty():
         return Progress(stats, every)
-    return LiveProgress(stats, planned_requests(source_kwargs, pipeline_name, bulk), stream)
+    return LiveProgress(stats, planned_requests(source_kwargs, pipeline_name, bulk, destination), stream)
