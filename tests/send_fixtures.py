@@ -55,6 +55,28 @@ def customer(server: Any, ident: str, id_type: str = "id") -> dict | None:
     return found[0]["customer"] if found else None
 
 
+def object_ids(server: Any, type_id: int) -> list[str]:
+    """Every object id of a type, through the App API's object search (``POST /v1/objects``, paged)."""
+    out: list[str] = []
+    start = None
+    match_all = {"not": {"object_attribute": {"field": "never_set", "operator": "exists"}}}
+    while True:
+        params = {"limit": 1000, **({"start": start} if start else {})}
+        answer = requests.post(
+            server.base_url + "/v1/objects",
+            params=params,
+            json={"object_type_id": str(type_id), "filter": match_all},
+            headers={"Authorization": f"Bearer {APP_KEY}"},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        page = answer.json()
+        out.extend(page["ids"])
+        start = page.get("next")
+        if not start or not page["ids"]:
+            return out
+
+
 def destination(server: Any, api: str = "track", **kwargs: Any) -> Any:
     base = server.base_url + ("/cdp/v1" if api == "cdp" else "")
     kwargs.setdefault("rate_limit", 0)
