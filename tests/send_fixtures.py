@@ -110,6 +110,24 @@ def push(
     return pipeline
 
 
+def push_table(server: Any, tmp_path: Any, resources: list[tuple[Any, str, str | None]], api: str = "track") -> None:
+    """Push existing dlt resources (``(resource, operation, key)``), one pipeline run each, in order, through
+    ``runner.load`` (one table's rows reach the destination in one load, people before their events)."""
+    for resource, operation, key in resources:
+        pipeline = dlt.pipeline(
+            pipeline_name=f"push_{uuid.uuid4().hex[:8]}",
+            pipelines_dir=str(tmp_path / "pipelines"),
+            destination=destination(server, api, rejections_dir=str(tmp_path / "spool")),
+        )
+        send_as(resource, operation, key)
+
+        @dlt.source(name="warehouse")
+        def source(resource: Any = resource) -> Any:
+            return resource
+
+        load(pipeline, source())
+
+
 def run_push_cli(args: list[str], tmp_path: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``customerio-pipeline push ...`` in a child process, with no inherited Customer.io settings."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMERIO_", "SOURCES__", "DESTINATION__"))}
