@@ -280,3 +280,26 @@ def test_arrow_rows_turn_timestamps_into_the_unix_seconds_the_builder_sends() ->
         assert builder.build(0, fast).body == builder.build(0, slow).body
     keyless = parse_operation("event")
     assert arrow_rows(batch, keyless) == python  # the whole row is the key: read as it is
+
+
+def test_a_submitted_request_keeps_one_body_and_no_entities() -> None:
+    """Requests waiting to be sent hold their body once (the per-item parts and the entity set go at
+    submission): what kept a 1M-row push's memory growing."""
+    from customerio_source.send.operations import Builder, parse_operation
+    from customerio_source.send.push import Packer, RequestQueue
+
+    builder = Builder(parse_operation("event", "n"), "t")
+    packer = Packer("track")
+    requests = []
+    for n in range(5000):
+        requests += packer.add(builder.build(n, {"id": f"u{n % 50}", "n": n, "name": "e", "pad": "x" * 200}))
+    requests += packer.flush()
+    assert len(requests) >= 3
+    bodies = [r.body() for r in requests]
+    sent: list[bytes] = []
+    queue = RequestQueue(lambda r: sent.append(r.body()) or {}, workers=1)
+    for request in requests:
+        queue.submit(request)
+        assert len(request.parts) == 1 and request.entities == set()
+    queue.close()
+    assert sent == bodies and all(len(b) <= 500_000 for b in bodies)

@@ -285,7 +285,7 @@ def push_file(
 ) -> None:
     """Send one load job's parquet file, streaming: ``slice_rows`` rows at a time become Python rows, items
     are packed across the whole file (one partly filled request per file) and sent while the next rows are
-    built, with at most ``4 * workers`` requests held. Every ``checkpoint_seconds`` the count of leading rows
+    built, with at most ``2 * workers`` requests held. Every ``checkpoint_seconds`` the count of leading rows
     that are done (sent and answered, or rejected and spooled) is written to a checkpoint file next to the
     rejections spool; a job that runs again (after a kill) starts from there."""
     import pyarrow.parquet as pq
