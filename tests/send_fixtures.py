@@ -55,6 +55,28 @@ def customer(server: Any, ident: str, id_type: str = "id") -> dict | None:
     return found[0]["customer"] if found else None
 
 
+def object_ids(server: Any, type_id: int) -> list[str]:
+    """Every object id of a type, through the App API's object search (``POST /v1/objects``, paged)."""
+    out: list[str] = []
+    start = None
+    match_all = {"not": {"object_attribute": {"field": "never_set", "operator": "exists"}}}
+    while True:
+        params = {"limit": 1000, **({"start": start} if start else {})}
+        answer = requests.post(
+            server.base_url + "/v1/objects",
+            params=params,
+            json={"object_type_id": str(type_id), "filter": match_all},
+            headers={"Authorization": f"Bearer {APP_KEY}"},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        page = answer.json()
+        out.extend(page["ids"])
+        start = page.get("next")
+        if not start or not page["ids"]:
+            return out
+
+
 def destination(server: Any, api: str = "track", **kwargs: Any) -> Any:
     base = server.base_url + ("/cdp/v1" if api == "cdp" else "")
     kwargs.setdefault("rate_limit", 0)
@@ -86,6 +108,24 @@ def push(
     )
     load(pipeline, source())
     return pipeline
+
+
+def push_table(server: Any, tmp_path: Any, resources: list[tuple[Any, str, str | None]], api: str = "track") -> None:
+    """Push existing dlt resources (``(resource, operation, key)``), one pipeline run each, in order, through
+    ``runner.load`` (one table's rows reach the destination in one load, people before their events)."""
+    for resource, operation, key in resources:
+        pipeline = dlt.pipeline(
+            pipeline_name=f"push_{uuid.uuid4().hex[:8]}",
+            pipelines_dir=str(tmp_path / "pipelines"),
+            destination=destination(server, api, rejections_dir=str(tmp_path / "spool")),
+        )
+        send_as(resource, operation, key)
+
+        @dlt.source(name="warehouse")
+        def source(resource: Any = resource) -> Any:
+            return resource
+
+        load(pipeline, source())
 
 
 def run_push_cli(args: list[str], tmp_path: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

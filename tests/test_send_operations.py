@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 
-from .send_fixtures import app_get, customer
+from .send_fixtures import APP_KEY, activities, app_get, customer, object_ids
 from .send_fixtures import push_direct as push
 
 NOW = 1_780_000_000
@@ -81,12 +82,44 @@ def test_devices(send_server: Any, tmp_path: Any, api: str) -> None:
 
 @pytest.mark.parametrize("api", ["track", "cdp"])
 def test_merge(send_server: Any, tmp_path: Any, api: str) -> None:
+    now = send_server.workspace.now
     people = [{"id": "keep", "plan": "pro"}, {"id": "dup", "plan": "free", "city": "Lyon"}]
-    push(send_server, tmp_path, {"people": (people, "identify")}, api=api)
-    push(send_server, tmp_path, {"merges": ([{"primary_id": "keep", "secondary_id": "dup"}], "merge")}, api=api)
-    kept = customer(send_server, "keep")["attributes"]
-    assert kept["plan"] == "pro" and kept["city"] == "Lyon"
-    assert customer(send_server, "dup") is None
+    events = [
+        {"id": "keep", "event_id": 1, "name": "kept_event", "timestamp": now - 500},
+        {"id": "dup", "event_id": 2, "name": "dup_event", "timestamp": now - 400},
+        {"id": "dup", "event_id": 3, "name": "dup_event", "timestamp": now - 300},
+    ]
+    devices = [{"id": "dup", "device_id": "tok-dup", "platform": "ios"}]
+    push(send_server, tmp_path, {"people": (people, "identify"), "events": (events, "event", "event_id"),
+                                 "devices": (devices, "device")}, api=api)
+    # a generated person with a history of its own, merged in too
+    generated = next(a["customer_id"] for a in app_get(send_server, "/v1/activities", limit=50)["activities"]
+                     if a["customer_id"] and a["customer_id"] not in ("keep", "dup"))
+    theirs = sorted(a["id"] for a in activities(send_server, generated))
+    assert theirs
+    merges = [{"primary_id": "keep", "secondary_id": "dup"}, {"primary_id": "keep", "secondary_id": generated}]
+    push(send_server, tmp_path, {"merges": (merges, "merge")}, api=api)
+    kept = customer(send_server, "keep")
+    assert kept["attributes"]["plan"] == "pro" and kept["attributes"]["city"] == "Lyon"
+    assert "tok-dup" in [d["id"] for d in kept["devices"]]
+    assert customer(send_server, "dup") is None and customer(send_server, generated) is None
+    mine = activities(send_server, "keep")
+    names = sorted(a["name"] for a in mine if a["type"] == "event" and a["name"] in ("kept_event", "dup_event"))
+    assert names == ["dup_event", "dup_event", "kept_event"]
+    assert set(theirs) <= {a["id"] for a in mine}
+    assert {a["customer_id"] for a in mine} == {"keep"}
+    for ident in ("dup", generated):
+        gone = requests.get(send_server.base_url + f"/v1/customers/{ident}/activities",
+                            headers={"Authorization": f"Bearer {APP_KEY}"}, timeout=10)
+        assert gone.status_code == 404
+    deleted, start = [], None
+    while True:  # the activities of deleted people: none of the moved ones
+        page = app_get(send_server, "/v1/activities", deleted="true", limit=100, **({"start": start} if start else {}))
+        deleted.extend(page["activities"])
+        start = page.get("next")
+        if not start:
+            break
+    assert not {a["id"] for a in deleted} & {a["id"] for a in mine}
 
 
 @pytest.mark.parametrize("api", ["track", "cdp"])
@@ -114,8 +147,22 @@ def test_objects_and_relationships(send_server: Any, tmp_path: Any, api: str) ->
         r["identifiers"]["id"] for r in app_get(send_server, "/v1/objects/1/acme/relationships")["cio_relationships"]
     }
     assert related == {"emp1"}
+    assert "acme" in object_ids(send_server, 1)
     push(send_server, tmp_path, {"closed": ([{"object_id": "acme"}], "object_delete:1")}, api=api)
-    assert app_get(send_server, "/v1/objects/1/acme/relationships")["cio_relationships"] == []
+    assert "acme" not in object_ids(send_server, 1)
+    gone = requests.get(send_server.base_url + "/v1/objects/1/acme/relationships",
+                        headers={"Authorization": f"Bearer {APP_KEY}"}, timeout=10)
+    assert gone.status_code == 404
+    emp1 = app_get(send_server, "/v1/customers/emp1/relationships")["cio_relationships"]
+    assert "acme" not in [r["identifiers"]["object_id"] for r in emp1]
+    # identified again (with a person: the Data Pipelines' group call needs one): a fresh object
+    push(send_server, tmp_path, {"again": ([{"object_id": "acme", "id": "emp2", "name": "Acme 2"}], "object:1")},
+         api=api)
+    assert app_get(send_server, "/v1/objects/1/acme/attributes")["object"]["attributes"] == {"name": "Acme 2"}
+    related = {
+        r["identifiers"]["id"] for r in app_get(send_server, "/v1/objects/1/acme/relationships")["cio_relationships"]
+    }
+    assert related == {"emp2"}
 
 
 def test_manual_segment_add_and_remove(send_server: Any, tmp_path: Any) -> None:

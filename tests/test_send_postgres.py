@@ -68,3 +68,35 @@ def test_push_people_and_events_from_postgres(send_server: Any, pg_schema: Any, 
     assert names == list(range(1, 91))
     cur.execute(f'SELECT source_table, operation, reason FROM "{schema}".customerio_rejections')
     assert cur.fetchall() == [("people", "identify", "missing_identifier")]
+
+
+def test_push_postgres_table_read_with_sql_table(send_server: Any, pg_schema: Any, tmp_path: Any) -> None:
+    """A Postgres table read with dlt's ``sql_table`` (SQLAlchemy, psycopg2) pushed through the destination."""
+    from dlt.sources.sql_database import sql_table
+
+    from .send_fixtures import push_table
+
+    dsn, schema, con = pg_schema
+    now = send_server.workspace.now
+    cur = con.cursor()
+    cur.execute(f'CREATE SCHEMA "{schema}"')
+    cur.execute(f'CREATE TABLE "{schema}".members (id text primary key, email text, seats int, joined timestamptz)')
+    cur.execute(f"""INSERT INTO "{schema}".members SELECT 'sqlpg_' || i, 'sqlpg' || i || '@example.com', i,
+                    timestamptz '2024-02-01 00:00:00+00' + i * interval '1 hour' FROM generate_series(1, 20) i""")
+    cur.execute(f'CREATE TABLE "{schema}".clicks (click_id int primary key, id text, name text, timestamp timestamptz)')
+    cur.execute(f"""INSERT INTO "{schema}".clicks SELECT i, 'sqlpg_' || (1 + i % 20), 'clicked',
+                    to_timestamp({now} - 1000 + i) FROM generate_series(1, 60) i""")
+    members = sql_table(credentials=dsn, schema=schema, table="members")
+    clicks = sql_table(credentials=dsn, schema=schema, table="clicks")
+    push_table(send_server, tmp_path, [(members, "identify", None), (clicks, "event", "click_id")])
+    for i in range(1, 21):
+        attrs = customer(send_server, f"sqlpg_{i}")["attributes"]
+        assert attrs["email"] == f"sqlpg{i}@example.com" and attrs["seats"] == str(i)
+        assert attrs["joined"] == str(1706745600 + i * 3600)
+    got = sorted(
+        (a["customer_id"], a["timestamp"], a["data"]["click_id"])
+        for p in range(1, 21)
+        for a in activities(send_server, f"sqlpg_{p}")
+        if a["name"] == "clicked"
+    )
+    assert got == sorted((f"sqlpg_{1 + i % 20}", now - 1000 + i, i) for i in range(1, 61))

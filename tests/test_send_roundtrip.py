@@ -88,3 +88,44 @@ def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -
         (f"rt_{i % PEOPLE}", "purchase" if i % 3 == 0 else "login", now - 3600 + i * 7, i) for i in range(EVENTS)
     )
     assert found == expected
+
+
+def test_pushed_objects_and_relationships_are_extracted(send_server: Any, tmp_path: Any) -> None:
+    """Objects and relationships pushed through the destination come back in `objects` and
+    `object_relationships` (and a deleted object does not)."""
+    from .send_fixtures import push
+
+    ws = send_server.workspace
+    generated = ws.sc.objects  # per object type
+    people = [{"id": f"rto_{i}", "email": f"rto{i}@example.com"} for i in range(6)]
+    companies = [{"object_id": f"rt_co_{k}", "name": f"Company {k}", "seats": 10 * k} for k in range(5)]
+    members = [{"object_id": f"rt_co_{k}", "id": f"rto_{i}", "role": "admin" if i == k else "member"}
+               for k in range(5) for i in range(6) if (i + k) % 2 == 0]
+    push(send_server, tmp_path, {"people": (people, "identify"), "companies": (companies, "object:1"),
+                                 "members": (members, "relationship:1")})
+    push(send_server, tmp_path, {"closed": ([{"object_id": "rt_co_4"}], "object_delete:1")})
+    out = str(tmp_path / "objects.duckdb")
+    pipeline = dlt.pipeline(
+        pipeline_name="rt_objects",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(out),
+        dataset_name="cio",
+    )
+    load(pipeline, customerio_source(api_key=APP_KEY, base_url=send_server.base_url, rate_limit=0,
+                                     tables=["objects", "object_relationships"]))
+    with duckdb.connect(out, read_only=True) as con:
+        objects = con.execute(
+            "SELECT object_type_id, object_id, cio_object_id FROM cio.objects "
+            "WHERE object_id LIKE 'rt\\_co\\_%' ESCAPE '\\'"
+        ).fetchall()
+        per_type = dict(con.execute("SELECT object_type_id, count(*) FROM cio.objects GROUP BY 1").fetchall())
+        rels = con.execute(
+            "SELECT object_id, cio_id FROM cio.object_relationships WHERE object_id LIKE 'rt\\_co\\_%' ESCAPE '\\'"
+        ).fetchall()
+    assert sorted((t, o) for t, o, _ in objects) == [("1", f"rt_co_{k}") for k in range(4)]
+    assert all(cio for _, _, cio in objects)
+    assert per_type["1"] == generated + 4
+    assert all(per_type[str(t + 1)] == generated for t in range(1, len(ws.cat.object_types)))
+    cio_of = {f"rto_{i}": ws.identifiers(ws.find_person(f"rto_{i}", "id"))["cio_id"] for i in range(6)}
+    expected = sorted((m["object_id"], cio_of[m["id"]]) for m in members if m["object_id"] != "rt_co_4")
+    assert sorted(rels) == expected

@@ -247,3 +247,59 @@ def test_send_credentials_go_with_each_request_never_on_a_session():
     cdp = SendClient(Settings(api="cdp", write_key="wk", base_url="http://127.0.0.1:9", rate_limit=None))
     assert cdp._headers["X-Strict-Mode"] == "1"
     assert "secret" not in repr(track) and "wk" not in repr(cdp)
+
+
+def test_arrow_rows_turn_timestamps_into_the_unix_seconds_the_builder_sends() -> None:
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from customerio_source.send.destination import arrow_rows
+    from customerio_source.send.operations import Builder, parse_operation
+
+    stamps = [datetime(2024, 5, 1, 12, 30, 15, 999_999, tzinfo=timezone.utc), datetime(1969, 12, 31, 23, 59, 59,
+                                                                                       tzinfo=timezone.utc), None]
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "event_id": pa.array(stamps, pa.timestamp("us", tz="UTC")),  # a key column: kept as it is
+            "id": ["a", "b", "c"],
+            "name": ["x", "y", "z"],
+            "timestamp": pa.array(stamps, pa.timestamp("ns", tz="UTC")),
+            "seen": pa.array(stamps, pa.timestamp("ms")),
+            "_dlt_load_id": ["1", "1", "1"],
+        }
+    )
+    keyed = parse_operation("event", "event_id")
+    rows = arrow_rows(batch, keyed)
+    assert [r["timestamp"] for r in rows] == [1714566615, -1, None]
+    assert [r["seen"] for r in rows] == [1714566615, -1, None]
+    assert [r["event_id"] for r in rows] == stamps and "_dlt_load_id" not in rows[0]
+    python = [{k: v for k, v in r.items() if not k.startswith("_dlt_")} for r in batch.to_pylist()]
+    builder = Builder(keyed, "t")
+    for fast, slow in zip(rows, python, strict=True):
+        assert builder.build(0, fast).body == builder.build(0, slow).body
+    keyless = parse_operation("event")
+    assert arrow_rows(batch, keyless) == python  # the whole row is the key: read as it is
+
+
+def test_a_submitted_request_keeps_one_body_and_no_entities() -> None:
+    """Requests waiting to be sent hold their body once (the per-item parts and the entity set go at
+    submission): what kept a 1M-row push's memory growing."""
+    from customerio_source.send.operations import Builder, parse_operation
+    from customerio_source.send.push import Packer, RequestQueue
+
+    builder = Builder(parse_operation("event", "n"), "t")
+    packer = Packer("track")
+    requests = []
+    for n in range(5000):
+        requests += packer.add(builder.build(n, {"id": f"u{n % 50}", "n": n, "name": "e", "pad": "x" * 200}))
+    requests += packer.flush()
+    assert len(requests) >= 3
+    bodies = [r.body() for r in requests]
+    sent: list[bytes] = []
+    queue = RequestQueue(lambda r: sent.append(r.body()) or {}, workers=1)
+    for request in requests:
+        queue.submit(request)
+        assert len(request.parts) == 1 and request.entities == set()
+    queue.close()
+    assert sent == bodies and all(len(b) <= 500_000 for b in bodies)

@@ -41,7 +41,7 @@ from dlt.common.schema import TTableSchema
 
 from ..errors import ConfigError
 from . import limits
-from .operations import Builder, Operation, parse_operation
+from .operations import EVENT_KINDS, Builder, Operation, parse_operation
 from .push import MESSAGE_CHARS, Packer, PushTotals, RejectedRow, Request, RequestQueue, answer_rejections
 from .rejections import spool_dir, spool_rejections
 from .rows import Rejection
@@ -233,6 +233,34 @@ def python_rows(items: Any, slice_rows: int = 5000) -> list[dict[str, Any]]:
     return out
 
 
+def arrow_rows(batch: Any, op: Operation) -> list[dict[str, Any]]:
+    """An Arrow record batch of a job file as Python rows, the costly conversions done by Arrow: dlt's own
+    columns are dropped (unless a variant column needs :func:`clean_row`), and timestamp columns become
+    unix seconds (ints), which is what every operation sends for a time (``created_at``, ``timestamp``,
+    ``last_used``, date attributes and event data) and ~7x cheaper than building timezone-aware datetimes.
+    Left as datetimes: the key columns (a row key is the values' text), and every column of an event table
+    with no declared key, whose row key (and so its events' ULIDs) hashes the whole row as it was read."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = batch.schema.names
+    if not any(VARIANT.match(name) for name in names):
+        keep = [i for i, name in enumerate(names) if not name.startswith("_dlt_")]
+        if len(keep) < len(names):
+            batch = batch.select(keep)
+    if op.kind in EVENT_KINDS and not op.key:
+        return batch.to_pylist()
+    per_unit = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+    columns, changed = list(batch.columns), False
+    for i, field in enumerate(batch.schema):
+        if pa.types.is_timestamp(field.type) and field.name not in op.key:
+            seconds = pc.divide(columns[i].cast(pa.int64()), per_unit[field.type.unit])  # truncates, like int()
+            columns[i], changed = seconds, True
+    if changed:
+        batch = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+    return batch.to_pylist()
+
+
 def row_cleaner(sample: Mapping[str, Any]) -> Any:
     """A function giving rows as the source had them (:func:`clean_row`), fast when nothing but dlt's own
     columns needs removing (every row of a parquet batch has the same columns)."""
@@ -257,7 +285,7 @@ def push_file(
 ) -> None:
     """Send one load job's parquet file, streaming: ``slice_rows`` rows at a time become Python rows, items
     are packed across the whole file (one partly filled request per file) and sent while the next rows are
-    built, with at most ``4 * workers`` requests held. Every ``checkpoint_seconds`` the count of leading rows
+    built, with at most ``2 * workers`` requests held. Every ``checkpoint_seconds`` the count of leading rows
     that are done (sent and answered, or rejected and spooled) is written to a checkpoint file next to the
     rejections spool; a job that runs again (after a kill) starts from there."""
     import pyarrow.parquet as pq
@@ -296,7 +324,7 @@ def push_file(
                     continue
                 if index < start:
                     batch, index = batch.slice(start - index), start
-                rows = batch.to_pylist()
+                rows = arrow_rows(batch, op)
                 clean = clean or row_cleaner(rows[0])
                 local: list[RejectedRow] = []
                 item_bytes = 0

@@ -132,8 +132,8 @@ def check_columns(op: Operation, columns: Sequence[str], table: str) -> None:
 
 # ----------------------------------------------------------------------------------------- checks
 def _identifier(value: Any, field: str) -> str:
-    text = str(value)
-    if byte_len(text) > limits.IDENTIFIER_BYTES:
+    text = value if type(value) is str else str(value)
+    if len(text) > limits.IDENTIFIER_BYTES // 4 and byte_len(text) > limits.IDENTIFIER_BYTES:
         raise Rejection("identifier_too_long", field, f"{field} is longer than {limits.IDENTIFIER_BYTES} bytes")
     return text
 
@@ -141,51 +141,59 @@ def _identifier(value: Any, field: str) -> str:
 def person_identifiers(row: Mapping[str, Any], prefix: str = "") -> tuple[str, str]:
     """(kind, value) of the first present of ``id``, ``email``, ``cio_id`` (with ``prefix``)."""
     for kind in PERSON_COLUMNS:
-        value = row.get(prefix + kind)
-        if value is not None and str(value) != "":
+        value = row.get(prefix + kind if prefix else kind)
+        if value is not None and value != "" and str(value) != "":
             return kind, _identifier(value, prefix + kind)
     raise Rejection("missing_identifier", f"{prefix}id", f"the row has no {prefix}id, {prefix}email or {prefix}cio_id")
 
 
+_NAME_CHARS_SAFE = limits.ATTRIBUTE_NAME_BYTES // 4  # a str of at most this many characters fits in the limit
+_VALUE_CHARS_SAFE = limits.ATTRIBUTE_VALUE_BYTES // 4
+
+
 def attributes(row: Mapping[str, Any], skip: Sequence[str], field: str = "attributes") -> dict[str, Any]:
     out: dict[str, Any] = {}
+    check_values = field != "data"
     for name, value in row.items():
-        if value is None or name in skip or name.startswith("_dlt_"):
+        if value is None or name in skip or name[:5] == "_dlt_":
             continue
-        if len(name) > limits.ATTRIBUTE_NAME_BYTES // 4 and byte_len(name) > limits.ATTRIBUTE_NAME_BYTES:
+        if len(name) > _NAME_CHARS_SAFE and byte_len(name) > limits.ATTRIBUTE_NAME_BYTES:
             raise Rejection(
                 "attribute_name_too_long",
                 name[:60],
                 f"an attribute name is longer than {limits.ATTRIBUTE_NAME_BYTES} bytes",
             )
-        if not isinstance(value, (int, float, str)):
-            value = attribute_value(value)
-        if (
-            field != "data"
-            and (
-                len(value) > limits.ATTRIBUTE_VALUE_BYTES // 4
-                if isinstance(value, str)
-                else not isinstance(value, (int, float))
-            )
-            and byte_len(value) > limits.ATTRIBUTE_VALUE_BYTES
-        ):
-            raise Rejection(
-                "attribute_value_too_long",
-                name,
-                f"the value of {name} is longer than {limits.ATTRIBUTE_VALUE_BYTES} bytes",
-            )
+        kind = type(value)
+        if kind is str:
+            if check_values and len(value) > _VALUE_CHARS_SAFE and byte_len(value) > limits.ATTRIBUTE_VALUE_BYTES:
+                raise _value_too_long(name)
+        elif kind is not int and kind is not float and kind is not bool:
+            if not isinstance(value, (int, float, str)):
+                value = attribute_value(value)
+            if (
+                check_values
+                and (len(value) > _VALUE_CHARS_SAFE if isinstance(value, str) else not isinstance(value, (int, float)))
+                and byte_len(value) > limits.ATTRIBUTE_VALUE_BYTES
+            ):
+                raise _value_too_long(name)
         out[name] = value
     if len(out) > limits.ATTRIBUTES_PER_CALL:
         raise Rejection("too_many_attributes", field, f"{len(out)} attributes, more than {limits.ATTRIBUTES_PER_CALL}")
     return out
 
 
+def _value_too_long(name: str) -> Rejection:
+    return Rejection(
+        "attribute_value_too_long", name, f"the value of {name} is longer than {limits.ATTRIBUTE_VALUE_BYTES} bytes"
+    )
+
+
 def event_name(op: Operation, row: Mapping[str, Any]) -> str:
     name = op.arg or row.get("name") or row.get("event")
-    if name is None or str(name).strip() == "":
+    name = "" if name is None else (name if type(name) is str else str(name)).strip()
+    if not name:
         raise Rejection("missing_name", "name", "the event has no name")
-    name = str(name).strip()
-    if byte_len(name) > limits.EVENT_NAME_BYTES:
+    if len(name) > limits.EVENT_NAME_BYTES // 4 and byte_len(name) > limits.EVENT_NAME_BYTES:
         raise Rejection("event_name_too_long", "name", f"the event name is longer than {limits.EVENT_NAME_BYTES} bytes")
     return name
 
@@ -217,9 +225,12 @@ class Builder:
     def __init__(self, op: Operation, table: str, api: str = "track") -> None:
         self.op, self.table, self.api = op, table, api
         self.scope = f"{table}\x00{op.text}"
+        self._items = self._cdp if api == "cdp" else self._track
+        data_skip = ("anonymous_id",) if op.kind == "anonymous_event" else PERSON_COLUMNS
+        self._data_skip = frozenset((*data_skip, "timestamp") if op.arg else (*data_skip, "timestamp", "name", "event"))
 
     def build(self, index: int, row: Mapping[str, Any]) -> Item:
-        payload, entities, channel = (self._cdp if self.api == "cdp" else self._track)(row)
+        payload, entities, channel = self._items(row)
         if channel == "segment":
             return Item(index, "segment", entities=entities, segment=payload)
         body = dumps(payload)
@@ -239,11 +250,12 @@ class Builder:
     def key(self, row: Mapping[str, Any]) -> str:
         return row_key(row, self.op.key)
 
-    def _event_parts(self, row: Mapping[str, Any], skip: tuple[str, ...]) -> tuple[str, int | None, dict, str]:
+    def _event_parts(self, row: Mapping[str, Any]) -> tuple[str, int | None, dict, str]:
         name = event_name(self.op, row)
-        ts = unix_seconds(row["timestamp"], "timestamp") if row.get("timestamp") is not None else None
-        skip = (*skip, "timestamp") if self.op.arg else (*skip, "timestamp", "name", "event")
-        data = event_data(row, skip)
+        ts = row.get("timestamp")
+        if ts is not None:
+            ts = ts if type(ts) is int and ts < 100_000_000_000 else unix_seconds(ts, "timestamp")
+        data = event_data(row, self._data_skip)
         ulid = event_ulid(f"{self.scope}\x00{name}", self.key(row), ts)
         return name, ts, data, ulid
 
@@ -265,7 +277,7 @@ class Builder:
             if anon is None or str(anon) == "":
                 raise Rejection("missing_identifier", "anonymous_id", "the row has no anonymous_id")
             anon = _identifier(anon, "anonymous_id")
-            name, ts, data, ulid = self._event_parts(row, ("anonymous_id",))
+            name, ts, data, ulid = self._event_parts(row)
             call = {"name": name, "anonymous_id": anon, "id": ulid, "data": data}
             if ts is not None:
                 call["timestamp"] = ts
@@ -284,7 +296,7 @@ class Builder:
                 attrs["created_at"] = unix_seconds(row["created_at"], "created_at")
             item.update(action="identify", attributes=attrs)
         elif kind in ("event", "page", "screen"):
-            name, ts, data, ulid = self._event_parts(row, PERSON_COLUMNS)
+            name, ts, data, ulid = self._event_parts(row)
             item.update(action=kind, name=name, id=ulid, attributes=data)
             if ts is not None:
                 item["timestamp"] = ts
@@ -358,7 +370,7 @@ class Builder:
             if anon is None or str(anon) == "":
                 raise Rejection("missing_identifier", "anonymous_id", "the row has no anonymous_id")
             anon = _identifier(anon, "anonymous_id")
-            name, ts, data, ulid = self._event_parts(row, ("anonymous_id",))
+            name, ts, data, ulid = self._event_parts(row)
             call = {"type": "track", "anonymousId": anon, "event": name, "properties": data, "messageId": ulid}
             if ts is not None:
                 call["timestamp"] = iso8601(ts)
@@ -387,7 +399,7 @@ class Builder:
                 traits["createdAt"] = iso8601(unix_seconds(row["created_at"], "created_at"))
             return {"type": "identify", "userId": user, "traits": traits}, entity, "batch"
         if kind in ("event", "page", "screen"):
-            name, ts, data, ulid = self._event_parts(row, PERSON_COLUMNS)
+            name, ts, data, ulid = self._event_parts(row)
             call = {"type": "track", "userId": user, "event": name, "properties": data, "messageId": ulid}
             if kind != "event":
                 call = {"type": kind, "userId": user, "name": name, "properties": data, "messageId": ulid}

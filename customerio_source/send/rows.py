@@ -18,7 +18,8 @@ import orjson
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 TIME_BITS_MASK = (1 << 48) - 1
 _PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]  # 10 bits -> two characters
-_SHIFTS = range(120, -1, -10)
+_RAND_SHIFTS = (70, 60, 50, 40, 30, 20, 10, 0)  # the 80 random bits: 16 characters
+_TIME_PARTS: dict[int, str] = {}
 
 
 class Rejection(Exception):
@@ -47,6 +48,9 @@ def dumps(value: Any) -> bytes:
 def row_key(row: Mapping[str, Any], key_columns: Sequence[str] | None) -> str:
     """The declared key columns' values (``a|b`` for two), else a 32-hex-digit hash of the whole row."""
     if key_columns:
+        if len(key_columns) == 1:
+            value = row.get(key_columns[0])
+            return "" if value is None else str(value)
         return "|".join("" if row.get(c) is None else str(row.get(c)) for c in key_columns)
     data = {k: v for k, v in row.items() if not k.startswith("_dlt_")}
     return hashlib.blake2b(dumps(dict(sorted(data.items()))), digest_size=16).hexdigest()
@@ -56,8 +60,13 @@ def event_ulid(scope: str, key: str, timestamp: int | None) -> str:
     """A ULID for the event of row ``key`` in ``scope`` (table + event name): its time part is the event's
     time in milliseconds (0 when the row has none), its 80 random bits a hash of scope and key."""
     rand = int.from_bytes(hashlib.blake2b(f"{scope}\x00{key}".encode(), digest_size=10).digest(), "big")
-    value = (((timestamp or 0) * 1000) & TIME_BITS_MASK) << 80 | rand
-    return "".join([_PAIRS[value >> shift & 1023] for shift in _SHIFTS])
+    millis = ((timestamp or 0) * 1000) & TIME_BITS_MASK
+    head = _TIME_PARTS.get(millis)
+    if head is None:  # the 10 characters of the time part (48 bits behind 2 zero bits), cached: events share seconds
+        if len(_TIME_PARTS) >= 65_536:
+            _TIME_PARTS.clear()
+        head = _TIME_PARTS[millis] = "".join([_PAIRS[millis >> shift & 1023] for shift in (40, 30, 20, 10, 0)])
+    return head + "".join([_PAIRS[rand >> shift & 1023] for shift in _RAND_SHIFTS])
 
 
 def unix_seconds(value: Any, field: str) -> int:

@@ -609,9 +609,16 @@ def customer_relationships(ctx: Ctx) -> dict:
     for t, o in ws.person_objects(i):
         rels.append({"object_type_id": int(ws.cat.object_types[t]["id"]),
                      "identifiers": {"object_id": ws.object_id(t, o), "cio_object_id": ws.cio_object_id(t, o)},
-                     "attributes": {"role": ["admin", "member", "viewer"][(i + o) % 3]}, "timestamps": {}})
+                     "attributes": _relationship_attributes(ws, t, o, i), "timestamps": {}})
     chunk, nxt = page_offset(rels, ctx)
     return {"cio_relationships": chunk, "next": nxt}
+
+
+def _relationship_attributes(ws: Workspace, t: int, o: int, i: int) -> dict:
+    pushed = ws.pushed.relationship_attributes(t, o, i)  # set through a send API
+    if pushed is not None:
+        return pushed
+    return {"role": ["admin", "member", "viewer"][(i + o) % 3]}
 
 
 @route("GET /v1/customers/{customer_id}/subscription_preferences")
@@ -634,7 +641,7 @@ def list_object_types(ctx: Ctx) -> dict:
 
 def _object(ctx: Ctx) -> tuple[int, int]:
     found = ctx.ws.find_object(ctx.path["object_type_id"], ctx.path["object_id"], ctx.params.get("id_type"))
-    if found is None:
+    if found is None or found in ctx.ws.pushed.deleted_objects:  # deleted through a send API
         raise ApiError(404, "object not found")
     return found
 
@@ -650,7 +657,7 @@ def search_objects(ctx: Ctx) -> dict:
         raise ApiError(400, "invalid object_type_id") from None
     if not 0 <= t < len(ws.cat.object_types):
         raise ApiError(404, "object type not found")
-    matches = [o for o in range(ws.sc.objects) if _match_object(ws, body["filter"], t, o)]
+    matches = [o for o in ws.pushed.live_objects(t, ws.sc.objects) if _match_object(ws, body["filter"], t, o)]
     chunk, nxt = page_offset(matches, ctx)
     idents = [{"object_id": ws.object_id(t, o), "cio_object_id": ws.cio_object_id(t, o)} for o in chunk]
     return {"identifiers": idents, "ids": [x["object_id"] for x in idents], "next": nxt}

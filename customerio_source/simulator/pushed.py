@@ -10,6 +10,7 @@ workspace lock is held by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ class Pushed:
     related: dict[tuple[int, int], dict[int, dict]] = field(default_factory=dict)  # (t, o) -> person -> attrs
     unrelated: set[tuple[int, int, int]] = field(default_factory=set)
     merges: list[tuple[int, int]] = field(default_factory=list)  # (primary, secondary)
+    moved_activities: set[int] = field(default_factory=set)  # people whose activities a merge moved away
 
     # -- reads the App API side makes ------------------------------------------------------------
     def base_attributes(self, ws: Workspace, i: int) -> dict[str, str]:
@@ -69,6 +71,15 @@ class Pushed:
             "object_type_id": ws.cat.object_types[t]["id"],
         }
 
+    def live_objects(self, t: int, n_generated: int) -> Iterator[int]:
+        """Indices of the objects of type ``t`` that exist: the generated ones, then those created here,
+        without the deleted ones (what ``POST /v1/objects`` searches)."""
+        deleted = self.deleted_objects
+        candidates = range(n_generated + len(self.object_ids.get(t, ())))
+        if not deleted:
+            return iter(candidates)
+        return (o for o in candidates if (t, o) not in deleted)
+
     def people_of(self, t: int, o: int, generated: list[int]) -> list[int]:
         if (t, o) in self.deleted_objects:
             return []
@@ -76,6 +87,10 @@ class Pushed:
         seen = set(out)
         out.extend(i for i in self.related.get((t, o), {}) if i not in seen)
         return out
+
+    def relationship_attributes(self, t: int, o: int, i: int) -> dict | None:
+        """The attributes a send API gave the relationship of person ``i`` to object ``(t, o)``, if it did."""
+        return self.related.get((t, o), {}).get(i)
 
     def objects_of(self, i: int, generated: list[tuple[int, int]]) -> list[tuple[int, int]]:
         have = set(generated)
@@ -180,8 +195,27 @@ class SendEffects:
         }
         if theirs:
             self.set_person_attributes(primary, theirs)
+        self._move_history(primary, secondary)
         self.pushed.merges.append((primary, secondary))
         self.delete_pushed_person(secondary)
+
+    def _move_history(self: Workspace, primary: int, secondary: int) -> None:
+        """The secondary's activities, devices and object relationships become the primary's."""
+        moved = self.person_activities(secondary)
+        for j in moved:
+            self.a_person[j] = primary
+        if moved:
+            self._ap_extra.setdefault(primary, []).extend(moved)
+            self._ap_extra.pop(secondary, None)
+            self.pushed.moved_activities.add(secondary)
+        for device in self.customer(secondary)["devices"]:
+            self.pushed.devices.setdefault(primary, {}).setdefault(str(device["id"]), dict(device))
+        for t, o in self.person_objects(secondary):
+            if primary not in self.pushed.related.get((t, o), {}):
+                attrs = self.pushed.relationship_attributes(t, o, secondary) or {}
+                if (t, o) not in self.person_objects(primary):
+                    self.relate(t, o, primary, attrs)
+            self.unrelate(t, o, secondary)
 
     def suppress_person(self: Workspace, i: int) -> None:
         ident = self.identifiers(i)
@@ -218,11 +252,17 @@ class SendEffects:
             o = self.sc.objects + len(ids)
             ids.append(object_id)
             self.pushed.objects[(t, object_id)] = o
+        elif found in self.pushed.deleted_objects:  # identified again after a delete: a fresh object
+            o = found[1]
+            self.pushed.object_attrs[(t, o)] = {}
+            self.pushed.related.pop((t, o), None)
+            self.pushed.deleted_objects.discard((t, o))
+            base = self.object_people(t, o)  # the generated relationships stay deleted
+            self.pushed.unrelated.update((t, o, i) for i in base)
         else:
             o = found[1]
             if (t, o) not in self.pushed.object_attrs:
                 self.pushed.object_attrs[(t, o)] = dict(self.object_record(t, o)["attributes"])
-        self.pushed.deleted_objects.discard((t, o))
         attrs = self.pushed.object_attrs.setdefault((t, o), {})
         for name, value in attributes.items():
             if value is None or value == "":

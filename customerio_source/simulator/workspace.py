@@ -511,6 +511,8 @@ class Workspace(SendEffects):
         out = list(self._ap_idx[self._ap_off[i]:self._ap_off[i + 1]]) if i < self._n0 else []
         out.extend(self._ap_extra.get(i, ()))
         out.sort()
+        if i in self.pushed.moved_activities:  # a merge gave them to the primary person
+            out = [j for j in out if self.a_person[j] == i]
         return out
 
     def activity_id(self, j: int) -> str:
@@ -675,7 +677,7 @@ class Workspace(SendEffects):
         out = []
         for t in range(self.sc.object_types):
             o = self.person_object(t, i)
-            if o >= 0 and (t, o, i) not in self.pushed.unrelated:
+            if o >= 0 and (t, o, i) not in self.pushed.unrelated and (t, o) not in self.pushed.deleted_objects:
                 out.append((t, o))
         out.extend(self.pushed.objects_of(i, out))
         return out
