@@ -37,7 +37,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -50,7 +50,7 @@ from .arrow_pages import PageDecoder
 from .catalogue import CATALOGUE, TableSpec
 from .context import DESTINATION_LOCK, RunContext, records
 from .errors import NotFoundError
-from .people_changes import CLOCK_MARGIN
+from .people_changes import CLOCK_MARGIN, PROFILE_CHANGE_TYPES
 
 logger = logging.getLogger("customerio_source")
 
@@ -79,37 +79,70 @@ def engagement_delivery(activity: dict[str, Any]) -> str | None:
     return str(delivery) if verb in ENGAGEMENT_VERBS else None
 
 
+def activity_log_owner(selected: Iterable[str]) -> str:
+    """The table a run's one activity-log scan is counted under: `messages`, else the first selected
+    delivery table, else `customer_attributes` (its other reader). Fixed by the selection, not by which
+    reader asks first, so per-table request counts do not depend on thread timing."""
+    from . import builders
+
+    names = list(selected)
+    if "messages" in names:
+        return "messages"
+    for name in CATALOGUE:
+        if name in names and CATALOGUE[name].builder is builders.deliveries:
+            return name
+    return "customer_attributes"
+
+
 class ActivityLog:
-    """Delivery ids with engagement activities, from one newest-first scan of the log shared by the run's
-    delivery tables; a caller that needs to go deeper continues the same scan."""
+    """One newest-first scan of the activity log shared by the run's readers: the delivery tables' late
+    engagement (deliveries with engagement activities) and `customer_attributes` (people with a
+    profile-changing activity). A reader that needs to go deeper continues the same scan; its requests are
+    counted under :func:`activity_log_owner`."""
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
+        self.table = activity_log_owner(ctx.metrics_periods)
         self._lock = threading.Lock()
         self._pages: Iterator[dict[str, Any]] | None = None
         self._reached: float = math.inf  # the oldest timestamp scanned so far
         self._done = False
         self._found: dict[str, int] = {}  # delivery id -> newest engagement timestamp
+        self._changed: dict[str, int] = {}  # cio_id -> newest profile-changing timestamp
 
-    def since(self, floor: float, table: str) -> set[str]:
+    def since(self, floor: float) -> set[str]:
         """Ids of deliveries with an engagement activity at or after ``floor`` (unix seconds)."""
         with self._lock:
-            if self._pages is None:
-                query = {"limit": CATALOGUE["activities"].page_size}
-                self._pages = self.ctx.client.pages("GET", "/v1/activities", query, table=table)
-            while not self._done and self._reached >= floor:
-                payload = next(self._pages, None)
-                page = records(payload, "activities") if payload is not None else []
-                if not page:
-                    self._done = True
-                    break
-                for activity in page:
-                    delivery = engagement_delivery(activity)
-                    stamp = int(activity.get("timestamp") or 0)
-                    if delivery and stamp > self._found.get(delivery, -1):
-                        self._found[delivery] = stamp
-                self._reached = min(self._reached, min(int(a.get("timestamp") or 0) for a in page))
+            self._scan_to(floor)
             return {delivery for delivery, stamp in self._found.items() if stamp >= floor}
+
+    def people_changed_since(self, floor: float) -> set[str]:
+        """cio_ids of people with a profile-changing activity (``PROFILE_CHANGE_TYPES``) at or after ``floor``."""
+        with self._lock:
+            self._scan_to(floor)
+            return {cio for cio, stamp in self._changed.items() if stamp >= floor}
+
+    def _scan_to(self, floor: float) -> None:
+        """Read on until a page reaches below ``floor`` (the caller holds the lock)."""
+        if self._pages is None:
+            query = {"limit": CATALOGUE["activities"].page_size}
+            self._pages = self.ctx.client.pages("GET", "/v1/activities", query, table=self.table)
+        while not self._done and self._reached >= floor:
+            payload = next(self._pages, None)
+            page = records(payload, "activities") if payload is not None else []
+            if not page:
+                self._done = True
+                break
+            for activity in page:
+                stamp = int(activity.get("timestamp") or 0)
+                delivery = engagement_delivery(activity)
+                if delivery and stamp > self._found.get(delivery, -1):
+                    self._found[delivery] = stamp
+                if activity.get("type") in PROFILE_CHANGE_TYPES:
+                    cio = (activity.get("customer_identifiers") or {}).get("cio_id")
+                    if cio and stamp > self._changed.get(str(cio), -1):
+                        self._changed[str(cio)] = stamp
+            self._reached = min(self._reached, min(int(a.get("timestamp") or 0) for a in page))
 
 
 @dataclass(frozen=True)
@@ -267,7 +300,7 @@ class LateEngagement:
         if self.since is None:
             return Plan({}, [])
         log: ActivityLog = self.ctx.shared("activity_log", lambda: ActivityLog(self.ctx))
-        ids = sorted(log.since(self.since - CLOCK_MARGIN, self.spec.name))
+        ids = sorted(log.since(self.since - CLOCK_MARGIN))
         if not ids:
             return Plan({}, [])
         parent_column = PARENT_COLUMNS.get(self.spec.parent or "")

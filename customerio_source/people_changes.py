@@ -25,8 +25,7 @@ import threading
 import time
 from typing import Any
 
-from .catalogue import CATALOGUE
-from .context import RunContext, records
+from .context import RunContext
 from .known_people import KnownPeople, known_in_destination
 
 PROFILE_CHANGE_TYPES = frozenset(
@@ -88,16 +87,9 @@ class PeopleChanges:
             return self._changed
 
     def _scan(self) -> set[str]:
-        floor = self.since - CLOCK_MARGIN
-        found: set[str] = set()
-        query: dict[str, Any] = {"limit": CATALOGUE["activities"].page_size}
-        for payload in self.ctx.client.pages("GET", "/v1/activities", query, table="customer_attributes"):
-            page = records(payload, "activities")
-            for activity in page:
-                if activity.get("type") in PROFILE_CHANGE_TYPES:
-                    cio = (activity.get("customer_identifiers") or {}).get("cio_id")
-                    if cio:
-                        found.add(str(cio))
-            if not page or min(int(a.get("timestamp") or 0) for a in page) < floor:
-                break
-        return found
+        """The run's one activity-log scan (shared with the delivery tables' late engagement), down to the
+        previous run's start less ``CLOCK_MARGIN``."""
+        from .late_engagement import ActivityLog
+
+        log: ActivityLog = self.ctx.shared("activity_log", lambda: ActivityLog(self.ctx))
+        return log.people_changed_since(self.since - CLOCK_MARGIN)

@@ -46,7 +46,7 @@ from .client import CustomerIOClient, RequestStats
 from .context import RunContext, records
 from .deliveries import SPLIT_MIN_PAGES, delivery_range, parent_windows, plan_split, window_params, windows
 from .errors import ConfigError, NotFoundError
-from .late_engagement import LateEngagement, engagement_delivery
+from .late_engagement import LateEngagement, activity_log_owner, engagement_delivery
 from .people import ATTRIBUTES_BATCH, PEOPLE_PAGE_SIZE
 from .people_changes import CLOCK_MARGIN, PROFILE_CHANGE_TYPES
 from .small import SUPPRESSION_TYPES, SUPPRESSIONS_PAGE_SIZE
@@ -113,7 +113,10 @@ class Sampler:
         self._engaged: dict[str, float] = {}  # delivery id -> newest engagement activity in the sample
         self._ended = False
         self._old_share: float | None = None
-        self.activity_scan_planned = False  # the late-engagement scan is shared: planned for one table
+        # the run's one activity-log scan (late_engagement.ActivityLog) is charged to its owner only
+        self.log_owner = activity_log_owner(ctx.metrics_periods)
+        self._log_floor = math.inf
+        self._log_charged = False
         # read on (activities to the scans' floor, deliveries within DELIVERY_READ_BUDGET) only to plan from
         # a previous run's state; a run `since_hours` after the last is extrapolated from the first pages
         self.read_on = True
@@ -179,6 +182,16 @@ class Sampler:
     def activities_in(self, seconds: float) -> float:
         rows, span, _ = self.activities()
         return rows * min(seconds, ACTIVITY_WINDOW.total_seconds()) / span
+
+    def log_scan(self, table: str, floor: float) -> int:
+        """Pages of the run's one shared activity-log scan (late engagement, people changes) charged to
+        ``table``: all of them to its owner (:func:`late_engagement.activity_log_owner`), to the lowest floor
+        its readers planned so far, and none to the other readers."""
+        self._log_floor = min(self._log_floor, floor)
+        if table != self.log_owner or self._log_charged:
+            return 0
+        self._log_charged = True
+        return self.scan_pages(self._log_floor)
 
     def floor_of(self, since: datetime | None) -> float:
         """``since`` in unix seconds; without one, ``since_hours`` before the newest sampled activity."""
@@ -324,7 +337,7 @@ def plan_table(sampler: Sampler, name: str, periods: tuple[str, ...], watermarks
         # the people-changes scan: down to the previous run's start less CLOCK_MARGIN (people_changes)
         since = watermarks.get("customer_attributes:since") or watermarks.get("activities")
         floor = sampler.floor_of(since) - CLOCK_MARGIN
-        scan = sampler.scan_pages(floor)
+        scan = sampler.log_scan(name, floor)  # shared with the delivery tables' late engagement
         # re-read: people with a profile change since then, and people the warehouse holds no attributes for
         known = _people_in_warehouse() if since is not None else None
         new = max(0, people - known) if known is not None else 0
@@ -553,7 +566,7 @@ def _late_engagement(
     sampler: Sampler, spec: TableSpec, marks: dict[str, datetime], normal_start: datetime, late: LateEngagement | None
 ) -> int:
     """An incremental run's late-engagement requests (:mod:`late_engagement`): the one activity-log scan
-    down to the previous run's start less CLOCK_MARGIN (planned for the first delivery table), plus the
+    down to the previous run's start less CLOCK_MARGIN (charged to its owner, `Sampler.log_scan`), plus the
     re-reads of engaged deliveries older than the run's window.
 
     When the activity sample reaches that floor and the pipeline's state is here, the re-reads are the
@@ -562,9 +575,7 @@ def _late_engagement(
     share older than the window looked up for a few (an upper bound: the run merges neighbours)."""
     floor = sampler.floor_of(marks.get(f"{spec.name}:late_since") or marks.get(spec.name)) - CLOCK_MARGIN
     cost = 0
-    if not sampler.activity_scan_planned:
-        sampler.activity_scan_planned = True
-        cost += sampler.scan_pages(floor)
+    cost += sampler.log_scan(spec.name, floor)
     ids = sampler.engaged_ids(floor)
     if late is not None and ids is not None:
         sampler.ctx.shared("activity_log", lambda: _SampledLog(ids))
@@ -583,7 +594,7 @@ class _SampledLog:
     def __init__(self, ids: set[str]) -> None:
         self.ids = ids
 
-    def since(self, floor: float, table: str) -> set[str]:
+    def since(self, floor: float) -> set[str]:
         return self.ids
 
 
