@@ -11,9 +11,10 @@ from typing import Any
 import dlt
 import pytest
 
+from customerio_source.analytics.definitions import RATES
 from customerio_source.analytics.models import build_models
 
-from .analytics_data import load_dataset
+from .analytics_data import CAMPAIGNS, load_dataset, message, ts
 
 D = dt.date
 
@@ -186,3 +187,86 @@ def test_rebuild_replaces_the_models(loaded: dlt.Pipeline) -> None:
     build_models(loaded)
     build_models(loaded)
     assert len(query(loaded, "engagement_daily", "day", "day")) == 5
+
+
+# -- rates over mixed channels (issue 16: "Spring Sale" opened 101.2% of what it delivered) ---------------
+
+MIXED = [
+    # campaign 1: three emails and two in-app messages; in-app reports `sent` and `opened`, never `delivered`
+    message("e1", ts("2026-03-02", 9), "email", ["sent", "delivered", "opened", "clicked", "converted"], campaign_id=1),
+    message("e2", ts("2026-03-02", 9), "email", ["sent", "delivered"], campaign_id=1),
+    message("e3", ts("2026-03-02", 9), "email", ["sent", "delivered", "opened", "unsubscribed"], campaign_id=1),
+    message("i1", ts("2026-03-02", 10), "in_app", ["sent", "opened", "clicked", "converted"], campaign_id=1),
+    message("i2", ts("2026-03-02", 10), "in_app", ["sent", "opened"], campaign_id=1),
+    # campaign 2: one email opened, two SMS clicked (SMS reports clicks, never opens)
+    message("e5", ts("2026-03-02", 11), "email", ["sent", "delivered", "opened"], campaign_id=2),
+    message("t1", ts("2026-03-02", 11), "twilio", ["sent", "delivered", "clicked"], campaign_id=2),
+    message("t2", ts("2026-03-02", 11), "twilio", ["sent", "delivered", "clicked"], campaign_id=2),
+]
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def mixed(request: Any, tmp_path_factory: Any) -> Iterator[dlt.Pipeline]:
+    """MIXED and the campaigns' names, loaded and modelled once per warehouse."""
+    pipeline = make_pipeline(request.param, tmp_path_factory.mktemp(f"mixed_{request.param}"))
+
+    @dlt.source(name="customerio")
+    def mixed_source() -> Any:
+        yield dlt.resource(MIXED, name="messages", write_disposition="replace")
+        yield dlt.resource(CAMPAIGNS, name="campaigns", write_disposition="replace")
+
+    pipeline.run(mixed_source()).raise_on_failed_jobs()
+    build_models(pipeline)
+    yield pipeline
+    if request.param == "postgres":
+        with pipeline.sql_client() as client:
+            client.drop_dataset()
+
+
+RATE_COLUMNS = (
+    "delivery_rate, open_rate, click_rate, click_to_open_rate, conversion_rate, unsubscribe_rate, bounce_rate"
+)
+
+
+def test_rates_count_only_deliveries_of_their_denominator(mixed: dlt.Pipeline) -> None:
+    # the counts still say what they count: every unique open and click, in-app and SMS ones too
+    counts = query(
+        mixed, "campaign_performance", "source_name, sent, delivered, opened, clicked, converted", "source_id"
+    )
+    assert counts == [("Spring Sale", 5, 3, 4, 2, 2), ("Black Friday", 3, 3, 1, 2, 0)]
+    # was open 4/3, conversion 2/3 (in-app opens over email deliveries) and click-to-open 2/1 (SMS clicks)
+    for suffix in ("", "_30d"):
+        columns = ", ".join(f"{c.strip()}{suffix}" for c in RATE_COLUMNS.split(","))
+        spring, black = query(mixed, "campaign_performance", columns, "source_id")
+        # Spring Sale: of 3 delivered emails 2 opened, 1 clicked, 1 converted, 1 unsubscribed; of 4 opened, 2 clicked
+        assert spring == pytest.approx((3 / 5, 2 / 3, 1 / 3, 2 / 4, 1 / 3, 1 / 3, 0.0))
+        # Black Friday: of 3 delivered 1 opened and 2 clicked; the opened one was not clicked
+        assert black == pytest.approx((1.0, 1 / 3, 2 / 3, 0.0, 0.0, 0.0, 0.0))
+    numerators = query(
+        mixed, "campaign_performance", "opened_of_delivered, clicked_of_opened, converted_of_delivered", "source_id"
+    )
+    assert numerators == [(2, 2, 1), (1, 0, 0)]
+
+
+def test_in_app_rows_have_no_open_rate(mixed: dlt.Pipeline) -> None:
+    got = query(
+        mixed, "engagement_daily", f"channel, sent, delivered, opened, {RATE_COLUMNS}", "source_id, channel"
+    )
+    assert got == [
+        ("email", 3, 3, 2, 1.0, pytest.approx(2 / 3), pytest.approx(1 / 3), 0.5, pytest.approx(1 / 3),
+         pytest.approx(1 / 3), 0.0),
+        ("in_app", 2, 0, 2, 0.0, None, None, 0.5, None, None, 0.0),  # nothing delivered: no rate over delivered
+        ("email", 1, 1, 1, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        ("twilio", 2, 2, 0, 1.0, 0.0, 1.0, None, 0.0, 0.0, 0.0),  # no opens: no click-to-open
+    ]
+
+
+def test_no_rate_is_above_one(mixed: dlt.Pipeline) -> None:
+    tables = {"engagement_daily": ("",), "engagement_weekly": ("",), "campaign_performance": ("", "_30d")}
+    for table, suffixes in tables.items():
+        names = [rate.name + s for rate in RATES for s in suffixes if rate.name != "human_open_rate"]
+        with mixed.sql_client() as client:
+            sql = f"SELECT {', '.join(f'MAX({n})' for n in names)} FROM {client.make_qualified_table_name(table)}"
+            (highest,) = client.execute_sql(sql)
+        seen = dict(zip(names, highest, strict=True))
+        assert all(value is not None and 0 <= value <= 1 for value in highest), (table, seen)

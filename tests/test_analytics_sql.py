@@ -74,7 +74,7 @@ def test_bigquery_spellings() -> None:
     daily = sqls[0]
     assert daily.startswith("CREATE OR REPLACE TABLE `my-project`.`customerio`.`engagement_daily` AS SELECT")
     assert "DATE(`created`, 'America/New_York')" in daily
-    assert "SAFE_DIVIDE(m.`delivered`, m.`sent`)" in daily
+    assert "SAFE_DIVIDE(m.`delivered_of_sent`, m.`sent`)" in daily
     assert "DATE_TRUNC(`day`, ISOWEEK)" in text  # Monday weeks (WEEK alone starts on Sunday)
     assert "DATE_SUB(l.`last_day`, INTERVAL 30 DAY)" in text
     assert "DATE(`timestamp`, 'America/New_York')" in text
@@ -91,7 +91,7 @@ def test_duckdb_and_postgres_spellings() -> None:
     assert "CAST(timezone('Asia/Tokyo', \"created\") AS DATE)" in duck
     assert "CAST((\"created\" AT TIME ZONE 'Asia/Tokyo') AS DATE)" in pg
     assert 'DROP TABLE IF EXISTS "ds"."engagement_daily"' in pg and "CREATE OR REPLACE" not in pg
-    assert 'CAST(m."delivered" AS DOUBLE PRECISION) / NULLIF(m."sent", 0)' in pg
+    assert 'CAST(m."delivered_of_sent" AS DOUBLE PRECISION) / NULLIF(m."sent", 0)' in pg
 
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
@@ -133,6 +133,9 @@ def test_missing_columns_become_zero_or_null() -> None:
     assert 'COUNT("metrics__sent") AS "sent"' in daily
     assert 'CAST(0 AS BIGINT) AS "opened"' in daily
     assert 'CAST(NULL AS BIGINT) AS "human_opened"' in daily  # "where present"
+    assert 'CAST(0 AS BIGINT) AS "opened_of_delivered"' in daily  # a rate's numerator: both metrics or 0
+    assert 'CAST(NULL AS BIGINT) AS "human_opened_of_delivered"' in daily
+    assert 'CAST(0 AS BIGINT) AS "delivered_of_sent"' in daily
     assert "broadcast_id" not in daily
 
 

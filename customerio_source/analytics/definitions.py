@@ -7,6 +7,24 @@ Deliveries (``messages``)
     above 100%). A count is the number of deliveries whose ``metrics`` hold that timestamp: Customer.io
     keeps the first time of each metric per delivery, so ``opened`` is *unique* opens (deliveries opened at
     least once), ``clicked`` unique clicks, and so on. Rows marked ``_cio_deleted_at`` are left out.
+Rates
+    A rate is a share of the deliveries in its denominator: its numerator counts only deliveries that hold
+    **both** metrics (``opened_of_delivered``: deliveries delivered and opened), so every rate is between 0
+    and 1 whatever mix of channels it sums. This matters because not every channel reports every step:
+    Customer.io reports no delivery for in-app messages (``sent`` then ``opened``, never ``delivered``),
+    and SMS (twilio) reports clicks without opens. ``opened`` and ``clicked`` still count every unique open
+    and click (in-app ones too), but the open, click-through, conversion and unsubscribe rates are over
+    ``delivered`` deliveries and count only their opens, clicks...: an in-app message is "opened" as soon
+    as it is displayed, and its ``sent`` only means it was created, not that it reached a device
+    (https://docs.customer.io/journeys/in-app-metrics/), so an in-app open is a display, not an email
+    open, and neither in-app metric is a fair denominator next to email's ``delivered``. Mixing in-app
+    opens (whose deliveries are missing from ``delivered``) into a campaign's open rate once made "Spring
+    Sale" open 101% of what it delivered. So a campaign's open rate is the one a marketer compares across
+    campaigns and with Customer.io's email and push open rates; an in-app-only row has no open rate
+    (NULL: nothing delivered) and a delivery rate of 0. Click-to-open is clicks of opened deliveries over
+    opened, delivery rate delivered-and-sent over sent, bounce rate bounced-and-sent over sent. The
+    numerators are columns of their own (``<numerator>_of_<denominator>``) so the weekly and campaign
+    tables recompute rates from sums.
 Activities (``activities``)
     One row is one activity (an event such as ``email_opened``, a page view, ``sent_email``...), placed on
     the day of its ``timestamp``. ``people`` counts distinct people (``cio_id``, else ``customer_id``) per
@@ -64,12 +82,17 @@ class Count:
 
 @dataclass(frozen=True)
 class Rate:
-    """``numerator / denominator`` of two counts (NULL when the denominator is 0)."""
+    """Deliveries holding both counts' metrics over those holding the denominator's (NULL when none do)."""
 
     name: str
     numerator: str
     denominator: str
     description: str
+
+    @property
+    def counted(self) -> str:
+        """The column of the rate's numerator: deliveries counted by both ``numerator`` and ``denominator``."""
+        return f"{self.numerator}_of_{self.denominator}"
 
 
 COUNTS: tuple[Count, ...] = (
@@ -89,14 +112,16 @@ COUNT_NAMES = tuple(count.name for count in COUNTS)
 
 RATES: tuple[Rate, ...] = (
     Rate("delivery_rate", "delivered", "sent", "delivered / sent"),
-    Rate("open_rate", "opened", "delivered", "unique opens / delivered"),
-    Rate("human_open_rate", "human_opened", "delivered", "human unique opens / delivered"),
-    Rate("click_rate", "clicked", "delivered", "click-through: unique clicks / delivered"),
-    Rate("click_to_open_rate", "clicked", "opened", "click-to-open: unique clicks / unique opens"),
-    Rate("conversion_rate", "converted", "delivered", "conversions / delivered"),
-    Rate("unsubscribe_rate", "unsubscribed", "delivered", "unsubscribes / delivered"),
-    Rate("bounce_rate", "bounced", "sent", "bounces / sent"),
+    Rate("open_rate", "opened", "delivered", "unique opens of delivered deliveries / delivered"),
+    Rate("human_open_rate", "human_opened", "delivered", "human unique opens of delivered deliveries / delivered"),
+    Rate("click_rate", "clicked", "delivered", "click-through: unique clicks of delivered deliveries / delivered"),
+    Rate("click_to_open_rate", "clicked", "opened", "click-to-open: unique clicks of opened deliveries / opened"),
+    Rate("conversion_rate", "converted", "delivered", "conversions of delivered deliveries / delivered"),
+    Rate("unsubscribe_rate", "unsubscribed", "delivered", "unsubscribes of delivered deliveries / delivered"),
+    Rate("bounce_rate", "bounced", "sent", "bounces of sent deliveries / sent"),
 )
+RATE_COUNT_NAMES = tuple(rate.counted for rate in RATES)
+"""The rates' numerators, counted alongside :data:`COUNTS` (``opened_of_delivered``...)."""
 
 FUNNEL = ("sent", "delivered", "opened", "clicked", "converted")
 """The report's funnel, in order."""

@@ -23,6 +23,7 @@ from .definitions import (
     ENGAGEMENT_DAILY,
     ENGAGEMENT_WEEKLY,
     LAST_DAYS,
+    RATE_COUNT_NAMES,
     RATES,
     RECONCILED,
     RECONCILIATION,
@@ -33,6 +34,8 @@ from .dialects import Dialect, Qualifier, dialect_for
 DELETED_AT = "_cio_deleted_at"
 OPTIONAL_COUNTS = ("human_opened",)
 """Counts that are NULL (not 0) when the dataset has no such metric ("where present")."""
+SUMMED = (*COUNT_NAMES, *RATE_COUNT_NAMES)
+"""The columns of engagement_daily that the weekly and campaign tables sum: the counts and the rates' numerators."""
 
 
 class AnalyticsInputError(ConfigError):
@@ -113,12 +116,28 @@ def plan_models(
 
 
 def _rates(d: Dialect, table: str = "", suffix: str = "") -> list[str]:
-    """Every rate of :data:`RATES` over the counts of ``table`` (an alias; none: unqualified)."""
+    """Every rate of :data:`RATES` over the counts of ``table`` (an alias; none: unqualified): its numerator
+    column (deliveries holding both metrics) over its denominator's count, so never above 1."""
     ref = (lambda c: f"{table}.{d.q(c)}") if table else d.q
     return [
-        f"{d.ratio(ref(rate.numerator + suffix), ref(rate.denominator + suffix))} AS {d.q(rate.name + suffix)}"
+        f"{d.ratio(ref(rate.counted + suffix), ref(rate.denominator + suffix))} AS {d.q(rate.name + suffix)}"
         for rate in RATES
     ]
+
+
+def _rate_counts(d: Dialect, have: set[str]) -> list[str]:
+    """Per rate, the deliveries of ``messages`` holding both its numerator's and its denominator's metric."""
+    metric = {count.name: count.metric for count in COUNTS}
+    out = []
+    for rate in RATES:
+        numerator, denominator = (f"metrics__{metric[c]}" for c in (rate.numerator, rate.denominator))
+        if numerator in have and denominator in have:
+            both = f"{d.q(numerator)} IS NOT NULL AND {d.q(denominator)} IS NOT NULL"
+            out.append(f"COUNT(CASE WHEN {both} THEN 1 END) AS {d.q(rate.counted)}")
+        else:
+            absent = numerator not in have and rate.numerator in OPTIONAL_COUNTS
+            out.append(f"{'CAST(NULL AS BIGINT)' if absent else 'CAST(0 AS BIGINT)'} AS {d.q(rate.counted)}")
+    return out
 
 
 def _source_type(d: Dialect, have: set[str]) -> str:
@@ -144,6 +163,7 @@ def engagement_daily_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, s
                 f"{'CAST(NULL AS BIGINT)' if count.name in OPTIONAL_COUNTS else 'CAST(0 AS BIGINT)'} "
                 f"AS {d.q(count.name)}"
             )
+    counts += _rate_counts(d, have)
     where = f" WHERE {d.q(DELETED_AT)} IS NULL" if DELETED_AT in have else ""
     channel = f"{d.q('type')}" if "type" in have else f"CAST(NULL AS {d.text})"
     deliveries = (
@@ -175,7 +195,7 @@ def engagement_daily_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, s
         f"m.{d.q('source_id')}",
         f"{name_column} AS {d.q('source_name')}",
         f"m.{d.q('deliveries')}",
-        *[f"m.{d.q(name)}" for name in COUNT_NAMES],
+        *[f"m.{d.q(name)}" for name in SUMMED],
         *_rates(d, "m"),
     ]
     return f"SELECT {', '.join(select)} FROM ({deliveries}) AS m{join}"
@@ -184,13 +204,13 @@ def engagement_daily_sql(d: Dialect, qualify: Qualifier, columns: Mapping[str, s
 def engagement_weekly_sql(d: Dialect, qualify: Qualifier) -> str:
     """engagement_daily summed per ISO week (Monday); rates recomputed from the sums."""
     keys = [d.q(k) for k in ("channel", "source_type", "source_id")]
-    sums = [f"SUM({d.q(c)}) AS {d.q(c)}" for c in ("deliveries", *COUNT_NAMES)]
+    sums = [f"SUM({d.q(c)}) AS {d.q(c)}" for c in ("deliveries", *SUMMED)]
     inner = (
         f"SELECT {d.week(d.q('day'))} AS {d.q('week')}, {', '.join(keys)}, MAX({d.q('source_name')}) AS "
         f"{d.q('source_name')}, {', '.join(sums)} FROM {qualify(ENGAGEMENT_DAILY)} GROUP BY 1, 2, 3, 4"
     )
     columns = [
-        d.q(c) for c in ("week", "channel", "source_type", "source_id", "source_name", "deliveries", *COUNT_NAMES)
+        d.q(c) for c in ("week", "channel", "source_type", "source_id", "source_name", "deliveries", *SUMMED)
     ]
     return f"SELECT {', '.join(columns)}, {', '.join(_rates(d))} FROM ({inner}) AS w"
 
@@ -199,9 +219,9 @@ def campaign_performance_sql(d: Dialect, qualify: Qualifier) -> str:
     """Lifetime and last-30-day counts and rates per campaign, broadcast, newsletter and transactional message."""
     day, last = d.q("day"), d.q("last_day")
     recent = f"{day} > {d.minus_days('l.' + last, LAST_DAYS)}"
-    sums = [f"SUM({d.q(c)}) AS {d.q(c)}" for c in ("deliveries", *COUNT_NAMES)]
+    sums = [f"SUM({d.q(c)}) AS {d.q(c)}" for c in ("deliveries", *SUMMED)]
     sums_30 = [
-        f"SUM(CASE WHEN {recent} THEN {d.q(c)} ELSE 0 END) AS {d.q(c + '_30d')}" for c in ("deliveries", *COUNT_NAMES)
+        f"SUM(CASE WHEN {recent} THEN {d.q(c)} ELSE 0 END) AS {d.q(c + '_30d')}" for c in ("deliveries", *SUMMED)
     ]
     inner = (
         f"SELECT {d.q('source_type')}, {d.q('source_id')}, MAX({d.q('source_name')}) AS {d.q('source_name')}, "
@@ -218,9 +238,9 @@ def campaign_performance_sql(d: Dialect, qualify: Qualifier) -> str:
             "first_day",
             "last_day",
             "deliveries",
-            *COUNT_NAMES,
+            *SUMMED,
             "deliveries_30d",
-            *[c + "_30d" for c in COUNT_NAMES],
+            *[c + "_30d" for c in SUMMED],
         )
     ]
     rates = [*_rates(d), *_rates(d, suffix="_30d")]
