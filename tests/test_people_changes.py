@@ -76,3 +76,41 @@ def test_known_people_answers_membership_by_hash():
     assert known.unknown(page) == {f"cio_{i:06d}" for i in range(101, 120, 2)}
     assert KnownPeople.of([]).unknown(["a", "b"]) == {"a", "b"} and known.unknown([]) == set()
     assert all(f"cio_{i:06d}" not in known for i in range(1, 20_000, 2))  # none of the odd ones
+
+
+def test_people_changes_and_late_engagement_read_one_scan_of_the_activity_log():
+    """The changed people and the engaged deliveries come from one scan of the log (it was two), counted
+    under one table whichever reader asks first, and find what separate scans found."""
+    from customerio_source.client import CustomerIOClient, RequestStats
+    from customerio_source.context import RunContext, records
+    from customerio_source.late_engagement import ActivityLog, engagement_delivery
+    from customerio_source.people_changes import CLOCK_MARGIN, PROFILE_CHANGE_TYPES, PeopleChanges
+    from customerio_source.simulator import SimulatorServer, Workspace
+
+    ws = Workspace(scale="tiny", seed=13)
+    ws.advance()
+    with SimulatorServer(ws, api_key=API_KEY) as server:
+        client = CustomerIOClient(API_KEY, base_url=server.base_url, rate_limit=None)
+        every = [a for p in client.pages("GET", "/v1/activities", {"limit": 100}) for a in records(p, "activities")]
+        stamps = sorted(int(a["timestamp"]) for a in every)
+        since = stamps[len(stamps) // 10] + CLOCK_MARGIN  # the scan reaches 90% down the log: several pages
+        floor = since - CLOCK_MARGIN
+        changed = {str(a["customer_identifiers"]["cio_id"]) for a in every
+                   if a.get("type") in PROFILE_CHANGE_TYPES and int(a["timestamp"]) >= floor}
+        engaged = {d for a in every if (d := engagement_delivery(a)) and int(a["timestamp"]) >= floor}
+        assert changed and engaged
+
+        server.stats.reset()
+        stats = RequestStats()
+        ctx = RunContext(
+            client=CustomerIOClient(API_KEY, base_url=server.base_url, rate_limit=None, stats=stats),
+            metrics_periods={"customer_attributes": (), "messages": ()},
+        )
+        people = PeopleChanges(ctx, {"since": since, "full_at": since}, "changed", 7.0, known=object())
+        assert people.changed() == changed  # customer_attributes asks first ...
+        log: ActivityLog = ctx.shared("activity_log", lambda: ActivityLog(ctx))
+        assert log.since(floor) == engaged  # ... and the delivery tables' late engagement reads the same pages
+        scanned = server.stats.by_operation.get("GET /v1/activities")
+        one_scan = -(-sum(1 for t in stamps if t >= floor) // 100)  # newest first, 100 a page, down to the floor
+        assert scanned in (one_scan, one_scan + 1) and scanned >= 2, (scanned, one_scan)
+        assert stats.by_table == {"messages": scanned}, stats.by_table  # counted under its owner
