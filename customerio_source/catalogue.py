@@ -317,8 +317,8 @@ _SPECS: list[TableSpec] = [
         builder=builders.customer_attributes,
         full_reread=False,
         deletes_follow="customers",
-        cost="ceil(people / 100) on a full read; incremental: (new + changed people) / 100 + new activities / 100; "
-        "--bulk exports: 1 export (~3 requests + polls)",
+        cost="ceil(people / 100) on a full read; incremental: (new + changed people) / 100 + new activities / 100 "
+        "(the log scan delivery tables share); --bulk exports: 1 export (~3 requests + polls)",
         notes="POST /v1/customers/attributes, 100 ids per request. Attributes land as one JSON column.",
     ),
     TableSpec(
