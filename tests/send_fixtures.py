@@ -167,3 +167,35 @@ def push_direct(server: Any, tmp_path: Any, tables: dict[str, tuple], api: str =
     for table, (rows, operation, *key) in tables.items():
         push_batch([dict(r) for r in rows], {"name": table}, settings, {table: operation}, key[0] if key else None,
                    str(tmp_path / "spool"), load_id="direct")
+
+
+def make_warehouse(path: str, now: int, prefix: str, people: int, events: int) -> None:
+    """A DuckDB file with `people` (id ``<prefix>_<i>``, email, plan, score, created_at) and `events`
+    (event_id, id, name, timestamp in the last hour before ``now``, amount) tables to push from."""
+    import duckdb
+
+    with duckdb.connect(path) as con:
+        con.execute(f"""CREATE TABLE people AS SELECT '{prefix}_' || i AS id,
+                        '{prefix}' || i || '@example.com' AS email,
+                        CASE WHEN i % 2 = 0 THEN 'pro' ELSE 'free' END AS plan, CAST(i * 1.5 AS DECIMAL(6, 2)) AS score,
+                        TIMESTAMPTZ '2024-03-01 00:00:00+00' + i * INTERVAL 1 DAY AS created_at
+                        FROM range({people}) t(i)""")
+        con.execute(f"""CREATE TABLE events AS SELECT i AS event_id, '{prefix}_' || (i % {people}) AS id,
+                        CASE WHEN i % 3 = 0 THEN 'purchase' ELSE 'login' END AS name,
+                        to_timestamp({now} - 3600 + i * 7) AS timestamp, round(i * 1.25, 2) AS amount
+                        FROM range({events}) t(i)""")
+
+
+def extract(server: Any, tmp_path: Any, name: str, tables: list[str]) -> str:
+    """Load ``tables`` of the simulated workspace with the source (through runner.load) into a fresh DuckDB
+    file (dataset ``cio``); returns its path."""
+    from customerio_source import customerio_source
+
+    out = str(tmp_path / f"{name}.duckdb")
+    pipeline = dlt.pipeline(
+        pipeline_name=name, pipelines_dir=str(tmp_path / "pipelines"), destination=dlt.destinations.duckdb(out),
+        dataset_name="cio",
+    )
+    load(pipeline, customerio_source(api_key=APP_KEY, base_url=server.base_url, rate_limit=0, tables=tables))
+    return out
+

@@ -7,32 +7,17 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-import dlt
 import duckdb
 
-from customerio_source import customerio_source, load
-
-from .send_fixtures import APP_KEY, SITE_ID, TRACK_KEY, run_push_cli
+from .send_fixtures import SITE_ID, TRACK_KEY, extract, make_warehouse, run_push_cli
 
 PEOPLE, EVENTS = 40, 160
-
-
-def make_warehouse(path: str, now: int) -> None:
-    with duckdb.connect(path) as con:
-        con.execute(f"""CREATE TABLE people AS SELECT 'rt_' || i AS id, 'rt' || i || '@example.com' AS email,
-                        CASE WHEN i % 2 = 0 THEN 'pro' ELSE 'free' END AS plan,
-                        TIMESTAMPTZ '2024-03-01 00:00:00+00' + i * INTERVAL 1 DAY AS created_at
-                        FROM range({PEOPLE}) t(i)""")
-        con.execute(f"""CREATE TABLE events AS SELECT i AS event_id, 'rt_' || (i % {PEOPLE}) AS id,
-                        CASE WHEN i % 3 = 0 THEN 'purchase' ELSE 'login' END AS name,
-                        to_timestamp({now} - 3600 + i * 7) AS timestamp, round(i * 1.25, 2) AS amount
-                        FROM range({EVENTS}) t(i)""")
 
 
 def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -> None:
     now = send_server.workspace.now
     warehouse = str(tmp_path / "warehouse.duckdb")
-    make_warehouse(warehouse, now)
+    make_warehouse(warehouse, now, "rt", PEOPLE, EVENTS)
     env = {"CUSTOMERIO_SITE_ID": SITE_ID, "CUSTOMERIO_TRACK_API_KEY": TRACK_KEY}
     common = ["--from", f"duckdb:{warehouse}", "--base-url", send_server.base_url, "--rate-limit", "0"]
     people = run_push_cli([*common, "--table", "people", "--as", "identify"], tmp_path, env)
@@ -43,22 +28,7 @@ def test_push_then_extract_finds_exactly_them(send_server: Any, tmp_path: Any) -
     for output in (people.stdout + people.stderr, events.stdout + events.stderr):
         assert TRACK_KEY not in output and SITE_ID not in output
 
-    out = str(tmp_path / "extracted.duckdb")
-    pipeline = dlt.pipeline(
-        pipeline_name="rt_extract",
-        pipelines_dir=str(tmp_path / "pipelines"),
-        destination=dlt.destinations.duckdb(out),
-        dataset_name="cio",
-    )
-    load(
-        pipeline,
-        customerio_source(
-            api_key=APP_KEY,
-            base_url=send_server.base_url,
-            rate_limit=0,
-            tables=["customers", "customer_attributes", "activities"],
-        ),
-    )
+    out = extract(send_server, tmp_path, "rt_extract", ["customers", "customer_attributes", "activities"])
     with duckdb.connect(out, read_only=True) as con:
         customers = con.execute("SELECT id, email FROM cio.customers WHERE id LIKE 'rt\\_%' ESCAPE '\\'").fetchall()
         attrs = con.execute(
@@ -104,15 +74,7 @@ def test_pushed_objects_and_relationships_are_extracted(send_server: Any, tmp_pa
     push(send_server, tmp_path, {"people": (people, "identify"), "companies": (companies, "object:1"),
                                  "members": (members, "relationship:1")})
     push(send_server, tmp_path, {"closed": ([{"object_id": "rt_co_4"}], "object_delete:1")})
-    out = str(tmp_path / "objects.duckdb")
-    pipeline = dlt.pipeline(
-        pipeline_name="rt_objects",
-        pipelines_dir=str(tmp_path / "pipelines"),
-        destination=dlt.destinations.duckdb(out),
-        dataset_name="cio",
-    )
-    load(pipeline, customerio_source(api_key=APP_KEY, base_url=send_server.base_url, rate_limit=0,
-                                     tables=["objects", "object_relationships"]))
+    out = extract(send_server, tmp_path, "rt_objects", ["objects", "object_relationships"])
     with duckdb.connect(out, read_only=True) as con:
         objects = con.execute(
             "SELECT object_type_id, object_id, cio_object_id FROM cio.objects "

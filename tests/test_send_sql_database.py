@@ -6,25 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
 import pytest
 from dlt.sources.sql_database import sql_database, sql_table
 
-from .send_fixtures import activities, customer, push_table
+from .send_fixtures import activities, customer, make_warehouse, push_table
 
 PEOPLE, EVENTS = 25, 75
-
-
-def make_warehouse(path: str, now: int) -> None:
-    with duckdb.connect(path) as con:
-        con.execute(f"""CREATE TABLE people AS SELECT 'sq_' || i AS id, 'sq' || i || '@example.com' AS email,
-                        CASE WHEN i % 2 = 0 THEN 'pro' ELSE 'free' END AS plan, CAST(i * 1.5 AS DECIMAL(6, 2)) AS score,
-                        TIMESTAMPTZ '2024-03-01 00:00:00+00' + i * INTERVAL 1 DAY AS created_at
-                        FROM range({PEOPLE}) t(i)""")
-        con.execute(f"""CREATE TABLE events AS SELECT i AS event_id, 'sq_' || (i % {PEOPLE}) AS id,
-                        CASE WHEN i % 3 = 0 THEN 'purchase' ELSE 'login' END AS name,
-                        to_timestamp({now} - 3600 + i * 7) AS timestamp, round(i * 1.25, 2) AS amount
-                        FROM range({EVENTS}) t(i)""")
 
 
 def check_arrived(server: Any, now: int) -> None:
@@ -50,7 +37,7 @@ def check_arrived(server: Any, now: int) -> None:
 def test_push_duckdb_tables_read_with_sql_table(send_server: Any, tmp_path: Any, backend: str) -> None:
     now = send_server.workspace.now
     path = str(tmp_path / "warehouse.duckdb")
-    make_warehouse(path, now)
+    make_warehouse(path, now, "sq", PEOPLE, EVENTS)
     credentials = f"duckdb:///{path}"
     people = sql_table(credentials=credentials, table="people", backend=backend)
     events = sql_table(credentials=credentials, table="events", backend=backend)
@@ -61,7 +48,7 @@ def test_push_duckdb_tables_read_with_sql_table(send_server: Any, tmp_path: Any,
 def test_push_duckdb_database_read_with_sql_database(send_server: Any, tmp_path: Any) -> None:
     now = send_server.workspace.now
     path = str(tmp_path / "warehouse.duckdb")
-    make_warehouse(path, now)
+    make_warehouse(path, now, "sq", PEOPLE, EVENTS)
     source = sql_database(credentials=f"duckdb:///{path}", table_names=["people", "events"])
     push_table(
         send_server,
