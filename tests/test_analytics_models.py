@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,25 +18,14 @@ from .analytics_data import CAMPAIGNS, load_dataset, message, ts
 D = dt.date
 
 
-def _pg_dsn() -> str:
-    from .test_postgres import CREDENTIALS_ENV, _unavailable, psycopg2
-
-    dsn = os.environ.get(CREDENTIALS_ENV)
-    if not dsn:
-        _unavailable(f"{CREDENTIALS_ENV} is not set")
-    try:
-        psycopg2.connect(dsn, connect_timeout=5).close()
-    except psycopg2.OperationalError as exc:
-        _unavailable(f"cannot connect ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})")
-    return dsn  # type: ignore[return-value]
-
-
 def make_pipeline(kind: str, tmp_path: Any) -> dlt.Pipeline:
     name = f"cio_an_{uuid.uuid4().hex[:8]}"
     if kind == "duckdb":
         destination = dlt.destinations.duckdb(str(tmp_path / "an.duckdb"))
     else:
-        destination = dlt.destinations.postgres(_pg_dsn())
+        from .test_postgres import postgres_dsn
+
+        destination = dlt.destinations.postgres(postgres_dsn())
     return dlt.pipeline(
         pipeline_name=name, pipelines_dir=str(tmp_path / "pipelines"), destination=destination, dataset_name=name
     )

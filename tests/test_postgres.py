@@ -42,6 +42,11 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def pg_dsn() -> str:
+    return postgres_dsn()
+
+
+def postgres_dsn() -> str:
+    """The test Postgres's DSN, once it answers; else a skip (a failure under CI) saying how to start it."""
     dsn = os.environ.get(CREDENTIALS_ENV)
     if not dsn:
         _unavailable(f"{CREDENTIALS_ENV} is not set")

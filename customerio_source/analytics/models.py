@@ -329,10 +329,7 @@ def build_models(pipeline: Any, timezone: str = "UTC") -> ModelPlan:
     """
     dialect = dialect_for(pipeline.destination.destination_name)
     with pipeline.sql_client() as client:
-        try:
-            columns = dataset_columns(client, dialect)
-        except Exception as exc:  # noqa: BLE001 - no dataset at all
-            raise AnalyticsInputError(never_loaded(pipeline)) from exc
+        columns = loaded_columns(pipeline, client, dialect)
         if not _has_rows(client, columns):
             raise AnalyticsInputError(never_loaded(pipeline))
         plan = plan_models(dialect, client.make_qualified_table_name, columns, timezone)
@@ -340,6 +337,15 @@ def build_models(pipeline: Any, timezone: str = "UTC") -> ModelPlan:
             for statement in statements:
                 client.execute_sql(statement)
     return plan
+
+
+def loaded_columns(pipeline: Any, client: Any, dialect: Dialect) -> dict[str, set[str]]:
+    """:func:`dataset_columns` of the pipeline's dataset; :class:`AnalyticsInputError` saying what to load
+    first when there is no dataset at all."""
+    try:
+        return dataset_columns(client, dialect)
+    except Exception as exc:  # noqa: BLE001 - no dataset at all
+        raise AnalyticsInputError(never_loaded(pipeline)) from exc
 
 
 def _has_rows(client: Any, columns: Mapping[str, set[str]]) -> bool:

@@ -67,15 +67,11 @@ def _rows(client: Any, sql: str) -> list[tuple]:
 def collect(pipeline: Any) -> ReportData:
     """Read the report's data; sections whose tables are missing are listed in ``skipped`` with why."""
     from .dialects import dialect_for
-    from .models import dataset_columns, never_loaded
+    from .models import loaded_columns, never_loaded
 
     dialect = dialect_for(pipeline.destination.destination_name)
     with pipeline.sql_client() as client:
-        try:
-            columns = dataset_columns(client, dialect)
-        except Exception as exc:  # noqa: BLE001 - no dataset at all
-            raise AnalyticsInputError(never_loaded(pipeline)) from exc
-        tables = set(columns)
+        tables = set(loaded_columns(pipeline, client, dialect))
         models = {ENGAGEMENT_DAILY, ACTIVITY_DAILY} & tables
         if not models:
             if "messages" in tables or "activities" in tables:

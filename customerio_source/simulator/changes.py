@@ -133,30 +133,29 @@ def apply_change_step(ws: Workspace) -> None:
              and ws.alive(ws.d_person[i])  # a deleted person engages no more
              and "sent" in ws.delivery_metrics(i) and ws.delivery_channel(i) in ("email", "push", "in_app")]
     events: list[tuple[int, int, int]] = []  # (timestamp, activity kind, delivery) of every late metric
-    for i in _pick(rng, cands, max(2, ws.sc.deliveries // 2000)):
+
+    def engage(i: int, kind: str, may_convert: bool) -> None:
+        """Delivery ``i`` is opened now, clicked half the time (and then converted 30% of the time when
+        ``may_convert``): its metrics overlay and the matching activities."""
         opened = max(ts(), ws.d_created[i] + 1)
         ov = {"opened": opened}
         events.append((opened, OPENED_KIND, i))
         if rng.random() < 0.5:
             ov["clicked"] = min(new, opened + rng.randint(1, 300))
             events.append((ov["clicked"], CLICKED_KIND, i))
+            if may_convert and rng.random() < 0.3:
+                ov["converted"] = min(new, ov["clicked"] + rng.randint(1, 600))
+                events.append((ov["converted"], CONVERTED_KIND, i))
         ws._metric_overlay[i] = ov
-        ch["late_metrics"].append(i)
+        ch[kind].append(i)
+
+    for i in _pick(rng, cands, max(2, ws.sc.deliveries // 2000)):
+        engage(i, "late_metrics", may_convert=False)
     # late engagement on deliveries days, weeks and months old
     for youngest, oldest in LATE_AGES:
         a, b = bisect_left(ws.d_created, new - oldest * DAY), bisect_right(ws.d_created, new - youngest * DAY)
         for i in _late_candidates(ws, rng, a, b, max(2, ws.sc.deliveries // 4000)):
-            opened = max(ts(), ws.d_created[i] + 1)
-            ov = {"opened": opened}
-            events.append((opened, OPENED_KIND, i))
-            if rng.random() < 0.5:
-                ov["clicked"] = min(new, opened + rng.randint(1, 300))
-                events.append((ov["clicked"], CLICKED_KIND, i))
-                if rng.random() < 0.3:
-                    ov["converted"] = min(new, ov["clicked"] + rng.randint(1, 600))
-                    events.append((ov["converted"], CONVERTED_KIND, i))
-            ws._metric_overlay[i] = ov
-            ch["late_engagement"].append(i)
+            engage(i, "late_engagement", may_convert=True)
     for t, kind, i in sorted(events):  # the matching activities
         _add_activity(ws, t, kind, i, ws.d_person[i])
     # attribute changes (+ matching attribute_change activities)

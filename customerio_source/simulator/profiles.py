@@ -214,18 +214,7 @@ def install_events(ws: Workspace, events: list[tuple[int, int, str, dict]]) -> N
     ws.a_ref = array("l", [-1]) * len(events)
     ws.a_person = array("l", (e[1] for e in events))
     ws._a_data = {j: (e[2], e[3]) for j, e in enumerate(events)}
-    counts = array("l", bytes(8 * (ws._n0 + 1)))
-    for p in ws.a_person:
-        counts[p + 1] += 1
-    for p in range(ws._n0):
-        counts[p + 1] += counts[p]
-    fill = array("l", counts[:-1])
-    idx = array("l", bytes(8 * len(events)))
-    for j, p in enumerate(ws.a_person):
-        idx[fill[p]] = j
-        fill[p] += 1
-    ws._ap_off, ws._ap_idx = counts, idx
-    ws._ap_extra = {}
+    ws.index_activities_by_person()
 
 
 PROFILES: dict[str, Profile] = {

@@ -491,13 +491,18 @@ class Workspace(SendEffects):
                 self.a_person.append((h >> 24) % self._n_existing(ts[j]))
             self.a_kind.append(k)
         self._a_data: dict[int, tuple[str, dict]] = {}
+        self.index_activities_by_person()
+
+    def index_activities_by_person(self) -> None:
+        """(Re)build the per-person index of the activity log (``a_person``): offsets and activity indices,
+        a counting sort, and no activities added since."""
         counts = array("l", bytes(8 * (self._n0 + 1)))
         for p in self.a_person:
             counts[p + 1] += 1
         for p in range(self._n0):
             counts[p + 1] += counts[p]
         fill = array("l", counts[:-1])
-        idx = array("l", bytes(8 * n))
+        idx = array("l", bytes(8 * len(self.a_person)))
         for j, p in enumerate(self.a_person):
             idx[fill[p]] = j
             fill[p] += 1
