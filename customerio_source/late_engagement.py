@@ -145,6 +145,15 @@ class ActivityLog:
             self._reached = min(self._reached, min(int(a.get("timestamp") or 0) for a in page))
 
 
+ACTIVITY_LOG = "activity_log"
+"""The key of the run's one :class:`ActivityLog` in ``RunContext.shared``."""
+
+
+def activity_log(ctx: RunContext) -> ActivityLog:
+    """The run's one shared scan of the activity log (made on first use)."""
+    return ctx.shared(ACTIVITY_LOG, lambda: ActivityLog(ctx))
+
+
 @dataclass(frozen=True)
 class Plan:
     """What one delivery table re-reads for late engagement in this run."""
@@ -299,8 +308,7 @@ class LateEngagement:
         """The windows (and deliveries) to re-read: stale deliveries with engagement since the last run."""
         if self.since is None:
             return Plan({}, [])
-        log: ActivityLog = self.ctx.shared("activity_log", lambda: ActivityLog(self.ctx))
-        ids = sorted(log.since(self.since - CLOCK_MARGIN))
+        ids = sorted(activity_log(self.ctx).since(self.since - CLOCK_MARGIN))
         if not ids:
             return Plan({}, [])
         parent_column = PARENT_COLUMNS.get(self.spec.parent or "")

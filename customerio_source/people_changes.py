@@ -89,7 +89,6 @@ class PeopleChanges:
     def _scan(self) -> set[str]:
         """The run's one activity-log scan (shared with the delivery tables' late engagement), down to the
         previous run's start less ``CLOCK_MARGIN``."""
-        from .late_engagement import ActivityLog
+        from .late_engagement import activity_log
 
-        log: ActivityLog = self.ctx.shared("activity_log", lambda: ActivityLog(self.ctx))
-        return log.people_changed_since(self.since - CLOCK_MARGIN)
+        return activity_log(self.ctx).people_changed_since(self.since - CLOCK_MARGIN)

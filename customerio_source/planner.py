@@ -46,7 +46,7 @@ from .client import CustomerIOClient, RequestStats
 from .context import RunContext, records
 from .deliveries import SPLIT_MIN_PAGES, delivery_range, parent_windows, plan_split, window_params, windows
 from .errors import ConfigError, NotFoundError
-from .late_engagement import LateEngagement, activity_log_owner, engagement_delivery
+from .late_engagement import ACTIVITY_LOG, LateEngagement, activity_log_owner, engagement_delivery
 from .people import ATTRIBUTES_BATCH, PEOPLE_PAGE_SIZE
 from .people_changes import CLOCK_MARGIN, PROFILE_CHANGE_TYPES
 from .small import SUPPRESSION_TYPES, SUPPRESSIONS_PAGE_SIZE
@@ -578,7 +578,7 @@ def _late_engagement(
     cost += sampler.log_scan(spec.name, floor)
     ids = sampler.engaged_ids(floor)
     if late is not None and ids is not None:
-        sampler.ctx.shared("activity_log", lambda: _SampledLog(ids))
+        sampler.ctx.shared(ACTIVITY_LOG, lambda: _SampledLog(ids))
         plan = late.plan(normal_start)
         if not plan.fetch:  # else the warehouse is not readable from here: the estimate below
             return cost + plan.requests

@@ -83,7 +83,7 @@ def test_people_changes_and_late_engagement_read_one_scan_of_the_activity_log():
     under one table whichever reader asks first, and find what separate scans found."""
     from customerio_source.client import CustomerIOClient, RequestStats
     from customerio_source.context import RunContext, records
-    from customerio_source.late_engagement import ActivityLog, engagement_delivery
+    from customerio_source.late_engagement import activity_log, engagement_delivery
     from customerio_source.people_changes import CLOCK_MARGIN, PROFILE_CHANGE_TYPES, PeopleChanges
     from customerio_source.simulator import SimulatorServer, Workspace
 
@@ -108,8 +108,7 @@ def test_people_changes_and_late_engagement_read_one_scan_of_the_activity_log():
         )
         people = PeopleChanges(ctx, {"since": since, "full_at": since}, "changed", 7.0, known=object())
         assert people.changed() == changed  # customer_attributes asks first ...
-        log: ActivityLog = ctx.shared("activity_log", lambda: ActivityLog(ctx))
-        assert log.since(floor) == engaged  # ... and the delivery tables' late engagement reads the same pages
+        assert activity_log(ctx).since(floor) == engaged  # ... late engagement reads the same pages
         scanned = server.stats.by_operation.get("GET /v1/activities")
         one_scan = -(-sum(1 for t in stamps if t >= floor) // 100)  # newest first, 100 a page, down to the floor
         assert scanned in (one_scan, one_scan + 1) and scanned >= 2, (scanned, one_scan)
