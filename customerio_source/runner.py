@@ -344,6 +344,8 @@ itself, and concurrent merges would share (and overrun) the memory limit above."
 LOAD_WORKERS_ENV = "LOAD__WORKERS"
 MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc mallopt parameter
+MMAP_THRESHOLD_BYTES = 128 * 1024
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 WRITER_BUFFER_ROWS = 1000
 WRITER_BUFFER_ENV = "DATA_WRITER__BUFFER_MAX_ITEMS"
 ARROW_PROMOTE_ENV = "DATA_WRITER__ARROW_CONCAT_PROMOTE_OPTIONS"
@@ -362,14 +364,20 @@ def bound_process_memory() -> None:
 
     * glibc gives threads up to 8 malloc arenas per core and keeps freed memory in each: capped at two
       arenas for the threads started from now on (unless ``MALLOC_ARENA_MAX`` is set);
+    * glibc raises its mmap threshold each time a large block is freed, so later large blocks (request
+      bodies, Arrow buffers) come from the arenas and stay there: fixed at 128 KB, blocks above it are
+      mapped and given back when freed (unless ``MALLOC_MMAP_THRESHOLD_`` is set);
     * Arrow's default pool (mimalloc) keeps freed pages per thread: Arrow allocates from the system
       allocator instead (unless ``ARROW_DEFAULT_MEMORY_POOL`` chooses a pool).
     """
-    if not os.environ.get("MALLOC_ARENA_MAX"):
-        try:
-            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to cap
-            pass
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        if not os.environ.get("MALLOC_ARENA_MAX"):
+            libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+        if not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+            libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to cap
+        pass
     if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         import pyarrow as pa
 

@@ -303,3 +303,33 @@ def test_a_submitted_request_keeps_one_body_and_no_entities() -> None:
         assert len(request.parts) == 1 and request.entities == set()
     queue.close()
     assert sent == bodies and all(len(b) <= 500_000 for b in bodies)
+
+
+def test_file_batches_read_one_row_group_at_a_time_and_resume_mid_file(tmp_path) -> None:
+    """A job file is read a row group at a time (``iter_batches`` read ahead over the groups, so the push's
+    memory grew with the file), and a resumed job starts at its checkpoint row, skipping whole groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from customerio_source.send.destination import file_batches
+
+    path = str(tmp_path / "t.parquet")
+    pq.write_table(pa.table({"n": list(range(21))}), path, row_group_size=7)
+    reads: list[int] = []
+
+    class Counting(pq.ParquetFile):
+        def read_row_group(self, i, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - pyarrow's signature
+            reads.append(i)
+            return super().read_row_group(i, *args, **kwargs)
+
+    with Counting(path) as reader:
+        batches = file_batches(reader, 10, 4)
+        first_index, first = next(batches)
+        assert reads == [1]  # group 0 (rows 0-6) skipped unread; group 2 not read yet
+        assert (first_index, first.column("n").to_pylist()) == (10, [10, 11, 12, 13])
+        rest = list(batches)
+    assert reads == [1, 2]
+    assert [(i, b.column("n").to_pylist()) for i, b in rest] == [(14, [14, 15, 16, 17]), (18, [18, 19, 20])]
+    with pq.ParquetFile(path) as reader:
+        everything = [(i, b.num_rows) for i, b in file_batches(reader, 0, 5)]
+    assert everything == [(0, 5), (5, 2), (7, 5), (12, 2), (14, 5), (19, 2)]

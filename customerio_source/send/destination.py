@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dlt
@@ -318,12 +318,7 @@ def push_file(
     clean = None
     try:
         with pq.ParquetFile(path) as reader:
-            for batch in reader.iter_batches(batch_size=slice_rows):
-                if index + batch.num_rows <= start:
-                    index += batch.num_rows
-                    continue
-                if index < start:
-                    batch, index = batch.slice(start - index), start
+            for index, batch in file_batches(reader, start, slice_rows):
                 rows = arrow_rows(batch, op)
                 clean = clean or row_cleaner(rows[0])
                 local: list[RejectedRow] = []
@@ -360,6 +355,27 @@ def push_file(
         if queue is not None:
             queue.close()  # raises the first failure, after the requests in flight end
     checkpoint.clear()
+
+
+def file_batches(reader: Any, start: int, slice_rows: int) -> Iterator[tuple[int, Any]]:
+    """``(index of its first row, batch)`` of a parquet file's rows from row ``start`` on, ``slice_rows`` at a
+    time, reading one row group at a time: ``iter_batches`` reads ahead over the row groups of a large file,
+    so its memory grew with the file (+30 MB from 100k to 1M rows); row groups before ``start`` are skipped
+    unread."""
+    index = 0
+    for group in range(reader.num_row_groups):
+        rows = reader.metadata.row_group(group).num_rows
+        if index + rows <= start:
+            index += rows
+            continue
+        table = reader.read_row_group(group, use_threads=False)
+        if index < start:
+            table, index = table.slice(start - index), start
+        for batch in table.to_batches(max_chunksize=slice_rows):
+            if batch.num_rows:
+                yield index, batch
+                index += batch.num_rows
+        del table
 
 
 def done_rows(next_row: int, packer: Packer, queue: RequestQueue) -> int:

@@ -63,7 +63,7 @@ def event_ulid(scope: str, key: str, timestamp: int | None) -> str:
     millis = ((timestamp or 0) * 1000) & TIME_BITS_MASK
     head = _TIME_PARTS.get(millis)
     if head is None:  # the 10 characters of the time part (48 bits behind 2 zero bits), cached: events share seconds
-        if len(_TIME_PARTS) >= 65_536:
+        if len(_TIME_PARTS) >= 8192:  # bounded: ~1 MB
             _TIME_PARTS.clear()
         head = _TIME_PARTS[millis] = "".join([_PAIRS[millis >> shift & 1023] for shift in (40, 30, 20, 10, 0)])
     return head + "".join([_PAIRS[rand >> shift & 1023] for shift in _RAND_SHIFTS])
