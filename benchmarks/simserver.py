@@ -8,13 +8,15 @@ stdin closes or it is terminated.
 Deliveries are serialized ahead of the requests (``--render-deliveries all``; ``auto`` does it up to
 ``RENDER_ALL_MAX`` deliveries, every scale but ``stress``): ~700 bytes each, which at the stress scale's 5.2M
 deliveries would be ~4 GB. Above that (or with ``none``) each page serializes its deliveries when it is
-requested, through the workspace's bounded cache (``DELIVERY_CACHE_SIZE`` records).
+requested, through the workspace's bounded cache (``DELIVERY_CACHE_SIZE`` records). Every parent's metric
+timestamps are indexed at start and after each change step (``ws.render_metrics()``, whatever the mode), so a
+metrics request costs a few bisections per bucket instead of a walk over the parent's deliveries.
 
 Admin endpoints (JSON):
 
 * ``GET /_admin/floor`` — the full-sync request floor of the selected tables, from the workspace's data;
 * ``POST /_admin/advance`` — capture the watermarks a sync of the current state ends with, apply one change
-  step (``ws.advance()``, then every delivery is serialized again, as at start), and return the incremental
+  step (``ws.advance()``, then deliveries and metrics are rendered again, as at start), and return the incremental
   floor from those watermarks plus the full floor now;
 * ``GET /_admin/stats`` — the API server's request statistics (requests, 429s, busiest 1-s window, ...)
   and this process's current and peak RSS;
@@ -98,6 +100,7 @@ class Admin:
         self.ws.advance()
         if render_all(self.ws, self.render):
             self.ws.render_deliveries()
+        self.ws.render_metrics()
         incremental = incremental_floors(self.ws, watermarks, self.tables, self.periods, self.lookback_days)
         return {"watermarks": watermarks.as_dict(), "incremental": floors_json(incremental),
                 "full": floors_json(full_floors(self.ws, self.tables, self.periods)),
@@ -176,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     if render_all(ws, args.render_deliveries):
         # serve stored rows, as the API does: page generation must not bound the pipeline
         rendered = ws.render_deliveries()
+    metrics_started = time.perf_counter()
+    ws.render_metrics()  # metrics requests count stored timestamps, whatever a parent's size (as the API's aggregates)
+    metrics_seconds = time.perf_counter() - metrics_started
     server = SimulatorServer(ws, api_key=args.api_key, rate_limit=args.rate_limit or None).start()
     selected = select_tables(args.tables, ("days",))
     admin = Admin(ws, server, selected, args.lookback_days, args.render_deliveries)
@@ -185,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     ready = {"api": server.base_url, "admin": f"http://127.0.0.1:{httpd.server_address[1]}",
              "build_seconds": round(time.perf_counter() - started, 2),
              "workspace_seconds": round(workspace_seconds, 2), "workspace_rss_mb": workspace_rss,
-             "rendered_deliveries": rendered, "deliveries": ws.n_deliveries(), **rss_mb()}
+             "rendered_deliveries": rendered, "deliveries": ws.n_deliveries(),
+             "metrics_render_seconds": round(metrics_seconds, 2), **rss_mb()}
     print(orjson.dumps(ready).decode(), flush=True)
     try:
         sys.stdin.read()  # the benchmark closes our stdin to stop us

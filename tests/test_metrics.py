@@ -75,3 +75,36 @@ def test_metrics_rerun_merges_history(metrics_loader):
     metrics_loader.run(["broadcast_metrics:days+weeks"])
     assert metrics_loader.count("broadcast_metrics") == before
     assert metrics_loader.duplicates("broadcast_metrics") == 0
+
+
+def test_rendered_metric_index_counts_exactly_what_a_scan_of_the_deliveries_counts():
+    """The benchmark server renders every parent's metric timestamps (``render_metrics``) so a request
+    costs bisections, not a walk over the parent's deliveries; its series must equal the scan's, for v1
+    (Eastern days, weeks) and v2 (UTC hours, days) buckets, before and after a change step, and a stale
+    index (the workspace changed since) must not be used."""
+    from customerio_source.simulator import Workspace
+    from customerio_source.simulator import metrics as mx
+
+    ws = Workspace(scale="tiny", seed=11)
+
+    def all_bounds() -> list[list[int]]:
+        return [
+            mx.steps_buckets(ws.now, "days", 45),
+            mx.steps_buckets(ws.now, "weeks", 12),
+            mx.range_buckets(ws.now - 3 * 86400, ws.now, "hours", mx.dt.timezone.utc),
+            mx.range_buckets(ws.now - 200 * 86400, ws.now, "days", mx.dt.timezone.utc),
+        ]
+
+    keys = list(ws._by_key)
+    for _step in range(2):
+        scanned = {
+            (key, b): mx.parent_series(ws, key, bounds, mx.SERIES_C)
+            for key in keys for b, bounds in enumerate(all_bounds())
+        }
+        assert ws.metric_index(keys[0]) is None  # not rendered (or stale): the scan above
+        assert ws.render_metrics() == len(ws._by_key)
+        for (key, b), expected in scanned.items():
+            assert mx.parent_series(ws, key, all_bounds()[b], mx.SERIES_C) == expected, (key, b)
+        assert sum(sum(s["delivered"]) for s in scanned.values()) > 0  # counts something
+        ws.advance()  # new deliveries, late metrics: the index is stale now
+        keys = list(ws._by_key)

@@ -847,7 +847,7 @@ def _steps(ctx: Ctx) -> tuple[str, list[int]]:
 
 def _v1_metric(ctx: Ctx, key: tuple[str, int]) -> dict:
     _period, bounds = _steps(ctx)
-    series = mx.delivery_series(ctx.ws, ctx.ws.delivery_indices(key), bounds, mx.SERIES_V1, ctx.params.get("type"))
+    series = mx.parent_series(ctx.ws, key, bounds, mx.SERIES_V1, ctx.params.get("type"))
     return {"metric": {"series": series}}
 
 
@@ -864,7 +864,7 @@ def _v2_metric(ctx: Ctx, key: tuple[str, int], action: bool) -> dict:
     bounds = mx.range_buckets(start, end, res, tz)
     if len(bounds) > 5000:
         raise ApiError(400, "too many periods requested")
-    series = mx.delivery_series(ctx.ws, ctx.ws.delivery_indices(key), bounds, mx.SERIES_C, p.get("type"))
+    series = mx.parent_series(ctx.ws, key, bounds, mx.SERIES_C, p.get("type"))
     out: dict[str, Any] = {"start": go_time(bounds[0], tz), "end": go_time(bounds[-1], tz), "res": p["res"],
                            "metric": {"series": series}}
     if action:

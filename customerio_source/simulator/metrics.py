@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_right
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from ._util import DAY, EASTERN, mix
@@ -81,18 +83,26 @@ def range_buckets(start: int, end: int, period: str, tz: dt.tzinfo, limit: int =
     return out
 
 
-def delivery_series(ws: Workspace, indices: Iterable[int], bounds: list[int], names: list[str],
+METRIC_LAG = 5 * DAY
+"""Longer than a delivery's own time from creation to its last metric timestamp (an open up to ~3 days
+after delivery, a conversion up to a day after the click): of the deliveries created before
+``bounds[0] - METRIC_LAG`` only those a change step gave late engagement can count in a bucket."""
+
+
+def delivery_series(ws: Workspace, indices: array | range, bounds: list[int], names: list[str],
                     channel: str | None = None) -> dict[str, list[int]]:
     """Count delivery metric timestamps (and ``created``) into the buckets ``bounds`` (len n+1)."""
     n = len(bounds) - 1
     series = {k: [0] * n for k in names}
     lo, hi = bounds[0], bounds[-1]
-    for i in indices:
+    first = bisect_left(indices, bisect_left(ws.d_created, lo - METRIC_LAG))  # indices ascend as created does
+    # late engagement (a change step's overlay) can give an old delivery a new open: those are visited too
+    late = sorted(i for i in ws.overlaid_deliveries() if i < (indices[first] if first < len(indices) else i + 1)
+                  and _holds(indices, i))
+    for i in chain(late, (indices[pos] for pos in range(first, len(indices)))):
         created = ws.d_created[i]
         if created >= hi:
             break
-        if created < lo - 4 * DAY:
-            continue
         if channel and ws.delivery_channel(i) != channel:
             continue
         if created >= lo and "created" in series:
@@ -103,6 +113,41 @@ def delivery_series(ws: Workspace, indices: Iterable[int], bounds: list[int], na
                 for name in _FANOUT.get(metric, ()):
                     if name in series:
                         series[name][b] += 1
+    return series
+
+
+def _holds(indices: array | range, i: int) -> bool:
+    pos = bisect_left(indices, i)
+    return pos < len(indices) and indices[pos] == i
+
+
+def metric_timestamps(ws: Workspace, indices: array | range) -> dict[str, array]:
+    """Per series name, the ascending timestamps of the deliveries ``indices`` that count toward it (and
+    their ``created``): what :func:`parent_series` counts by bisection."""
+    found: dict[str, list[int]] = {"created": list(ws.d_created[i] for i in indices)}
+    for i in indices:
+        for metric, ts in ws.delivery_metrics(i).items():
+            for name in _FANOUT.get(metric, ()):
+                found.setdefault(name, []).append(ts)
+    return {name: array("q", sorted(values)) for name, values in found.items()}
+
+
+def parent_series(ws: Workspace, key: tuple[str, int], bounds: list[int], names: list[str],
+                  channel: str | None = None) -> dict[str, list[int]]:
+    """:func:`delivery_series` of a parent's deliveries: from the workspace's metric index when it is
+    rendered and current (a few bisections per bucket, whatever the parent's size), else by scanning them."""
+    index = ws.metric_index(key) if channel is None else None
+    if index is None:
+        return delivery_series(ws, ws.delivery_indices(key), bounds, names, channel)
+    n = len(bounds) - 1
+    series = {}
+    for name in names:
+        stamps = index.get(name)
+        if stamps is None:
+            series[name] = [0] * n
+            continue
+        cuts = [bisect_left(stamps, b) for b in bounds]
+        series[name] = [cuts[k + 1] - cuts[k] for k in range(n)]
     return series
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -104,6 +104,7 @@ class Workspace(SendEffects):
         self.deleted_broadcasts: dict[int, int] = {}
         self._seg_cache: dict[int, tuple[int, array]] = {}
         self._change_gen = 0  # bumped on every mutation that can change segment membership
+        self._metric_index: tuple[tuple[int, int], dict[tuple[str, int], dict[str, array]]] | None = None
         self._metric_overlay: dict[int, dict[str, int]] = {}
         # a delivery keeps the subject and address it was sent with: (edit time, value before it), oldest first
         self.subject_edits: dict[int, list[tuple[int, str]]] = {}
@@ -440,6 +441,29 @@ class Workspace(SendEffects):
         for i in range(len(self.d_created)):
             self.delivery_json(i)
         return len(self.d_created)
+
+    def render_metrics(self) -> int:
+        """Index every parent's metric timestamps ahead of the requests (the benchmark server does, after
+        each step): a metrics request then counts by bisection, as a server reads stored aggregates rather
+        than walking a parent's deliveries. Current until the next change; returns the parents indexed."""
+        from .metrics import metric_timestamps
+
+        with self.lock:
+            index = {key: metric_timestamps(self, indices) for key, indices in self._by_key.items()}
+            self._metric_index = ((self._change_gen, self.now), index)
+        return len(index)
+
+    def overlaid_deliveries(self) -> Iterable[int]:
+        """Deliveries a change step gave metrics after their own (late metrics, late engagement)."""
+        return self._metric_overlay.keys()
+
+    def metric_index(self, key: tuple[str, int]) -> dict[str, array] | None:
+        """A parent's rendered metric timestamps (:meth:`render_metrics`), or None when not rendered or
+        stale (the workspace changed since)."""
+        rendered = self._metric_index
+        if rendered is None or rendered[0] != (self._change_gen, self.now):
+            return None
+        return rendered[1].get(key, {})
 
     def _subject(self, kind: int, child: int | None, parent: int, created: int | None = None) -> str:
         cat = self.cat
