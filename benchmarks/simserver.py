@@ -10,7 +10,8 @@ Deliveries are serialized ahead of the requests (``--render-deliveries all``; ``
 deliveries would be ~4 GB. Above that (or with ``none``) each page serializes its deliveries when it is
 requested, through the workspace's bounded cache (``DELIVERY_CACHE_SIZE`` records). Every parent's metric
 timestamps are indexed at start and after each change step (``ws.render_metrics()``, whatever the mode), so a
-metrics request costs a few bisections per bucket instead of a walk over the parent's deliveries.
+metrics request costs a few bisections per bucket instead of a walk over the parent's deliveries; every live
+segment's members are computed then too (``ws.render_segment_members()``), not on a segment's first page.
 
 Admin endpoints (JSON):
 
@@ -101,6 +102,7 @@ class Admin:
         if render_all(self.ws, self.render):
             self.ws.render_deliveries()
         self.ws.render_metrics()
+        self.ws.render_segment_members()
         incremental = incremental_floors(self.ws, watermarks, self.tables, self.periods, self.lookback_days)
         return {"watermarks": watermarks.as_dict(), "incremental": floors_json(incremental),
                 "full": floors_json(full_floors(self.ws, self.tables, self.periods)),
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         rendered = ws.render_deliveries()
     metrics_started = time.perf_counter()
     ws.render_metrics()  # metrics requests count stored timestamps, whatever a parent's size (as the API's aggregates)
+    ws.render_segment_members()  # segment member pages read stored lists, not a pass over every person
     metrics_seconds = time.perf_counter() - metrics_started
     server = SimulatorServer(ws, api_key=args.api_key, rate_limit=args.rate_limit or None).start()
     selected = select_tables(args.tables, ("days",))

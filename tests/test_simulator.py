@@ -432,3 +432,15 @@ def test_activity_kind_indices_named_elsewhere_match_the_workspace():
     assert ACT_KINDS[changes.CONVERTED_KIND][0] == "converted"
     assert ACT_KINDS[profiles.EVENT_KIND][0] == "event" == ACT_KINDS[pushed.EVENT_KIND][0]
     assert ACT_KINDS[pushed.PAGE_KIND][0] == "page" and ACT_KINDS[pushed.SCREEN_KIND][0] == "screen"
+
+
+def test_rendered_segment_members_are_the_lists_pages_are_served_from() -> None:
+    """The benchmark server computes every live segment's members ahead of the requests; the pages then
+    read those lists (the same objects) until a change step makes them stale."""
+    ws = Workspace(scale="tiny", seed=5)
+    total = ws.render_segment_members()
+    lists = {s: ws.segment_members(s) for s in ws.live_segments()}
+    assert total == sum(len(m) for m in lists.values()) > 0
+    assert all(ws.segment_members(s) is members for s, members in lists.items())  # served from the render
+    ws.advance()
+    assert any(ws.segment_members(s) is not members for s, members in lists.items() if s in ws.live_segments())

@@ -615,6 +615,12 @@ class Workspace(SendEffects):
         self._seg_cache[s] = (self._change_gen, members)
         return members
 
+    def render_segment_members(self) -> int:
+        """Compute every live segment's members ahead of the requests (the benchmark server does, after
+        build and each change step; cached until the next change); returns the memberships."""
+        with self.lock:
+            return sum(len(self.segment_members(s)) for s in self.live_segments())
+
     def person_segments(self, i: int) -> list[int]:
         return [s for s in self.live_segments() if self.is_member(s, i)]
 
