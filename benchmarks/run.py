@@ -192,7 +192,7 @@ def run_mode(args: argparse.Namespace, scale: str, limit: str, workroot: Path) -
     cycles: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for cycle in range(args.repeat):
-        with simulator(scale, rate, args.tables, getattr(args, "render_deliveries", "auto")) as sim:
+        with simulator(scale, rate, args.tables, args.render_deliveries) as sim:
             floors = sim.call("GET", "/_admin/floor")["floors"]
             full_floor = sum(f["requests"] for f in floors.values())
             if limit == "on" and cycle == 0:
@@ -514,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tables", default="all")
     ap.add_argument("--repeat", type=int, default=1, help="full + incremental cycles per mode (medians)")
     ap.add_argument("--messages-runs", type=int, default=3, help="`--tables messages` runs with the limit off")
+    ap.add_argument("--render-deliveries", choices=["auto", "all", "none"], default="auto",
+                    help="the simulator serializes every delivery ahead of the requests (auto: up to 1M)")
     ap.add_argument("--max-limited-minutes", type=float, default=15.0,
                     help="skip the limit-on mode when its estimated duration is longer")
     ap.add_argument("--profile", action="store_true", help="cProfile the first messages-only run")
