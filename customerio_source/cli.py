@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval-end", help="ISO 8601 end of the interval (a backfill: state does not move)")
     parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS)
     parser.add_argument("--dataset-name", default="customerio")
-    parser.add_argument("--pipeline-name", default=None, help="default: customerio (customerio_demo with --demo)")
+    parser.add_argument(
+        "--pipeline-name", default=None,
+        help="default: customerio (--demo: customerio_demo, customerio_demo_<scale> at another scale)",
+    )
     parser.add_argument(
         "--region", default=None, choices=("us", "eu"), help="default: us (or [sources.customerio] region)"
     )
@@ -147,10 +150,17 @@ class Progress:
                 print(f"[{elapsed:6.1f}s] {total} requests; normalizing and loading...", file=sys.stderr)
 
 
+def demo_pipeline_name(scale: str) -> str:
+    """``customerio_demo`` for the default simulated workspace, ``customerio_demo_<scale>`` for another: each
+    scale has its own pipeline state and DuckDB file, so a demo of one scale never runs incrementally on the
+    state another scale's demo left in the same folder."""
+    return "customerio_demo" if scale == "small" else f"customerio_demo_{scale}"
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     server = None
-    pipeline_name = args.pipeline_name or ("customerio_demo" if args.demo else "customerio")
+    pipeline_name = args.pipeline_name or (demo_pipeline_name(args.scale) if args.demo else "customerio")
     source_kwargs: dict[str, Any] = {
         "tables": args.tables,
         "interval_start": args.interval_start,

@@ -26,7 +26,10 @@ def test_demo_loads_the_simulated_workspace_exactly(cli_env, capsys):
 
     assert main(["--demo", "--scale", "tiny", "--progress-every", "0"]) == 0
     out = capsys.readouterr().out
-    database = cli_env / "customerio_demo.duckdb"
+    # a scale other than the default gets its own pipeline and file: a demo of another scale in the same
+    # folder ran incrementally on this one's state before (e.g. `--demo` then `--demo --scale large`)
+    database = cli_env / "customerio_demo_tiny.duckdb"
+    assert not (cli_env / "customerio_demo.duckdb").exists()
     assert f"DuckDB file: {database}" in out and "requests" in out
     ws = Workspace(scale="tiny")  # the demo's workspace: same seed, same data
     with duckdb.connect(str(database), read_only=True) as con:
