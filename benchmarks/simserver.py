@@ -73,6 +73,17 @@ def render_all(ws: Workspace, mode: str) -> bool:
     return mode == "all" or (mode == "auto" and ws.n_deliveries() <= RENDER_ALL_MAX)
 
 
+def render(ws: Workspace, mode: str) -> dict[str, Any]:
+    """What the server stores ahead of the requests, at start and after each change step, as the API serves
+    stored rows and aggregates (page generation must not bound the pipeline): every delivery serialized
+    (when :func:`render_all`), every parent's metric timestamps indexed, every live segment's members."""
+    rendered = ws.render_deliveries() if render_all(ws, mode) else 0
+    started = time.perf_counter()
+    ws.render_metrics()
+    ws.render_segment_members()
+    return {"rendered_deliveries": rendered, "metrics_render_seconds": round(time.perf_counter() - started, 2)}
+
+
 def floors_json(floors: dict[str, Floor]) -> dict[str, Any]:
     return {name: floor.as_dict() for name, floor in floors.items()}
 
@@ -99,10 +110,7 @@ class Admin:
         started = time.perf_counter()
         watermarks = capture_watermarks(self.ws)
         self.ws.advance()
-        if render_all(self.ws, self.render):
-            self.ws.render_deliveries()
-        self.ws.render_metrics()
-        self.ws.render_segment_members()
+        render(self.ws, self.render)
         incremental = incremental_floors(self.ws, watermarks, self.tables, self.periods, self.lookback_days)
         return {"watermarks": watermarks.as_dict(), "incremental": floors_json(incremental),
                 "full": floors_json(full_floors(self.ws, self.tables, self.periods)),
@@ -177,14 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ws = Workspace(scale=args.scale, seed=args.seed)
     workspace_seconds = time.perf_counter() - started
     workspace_rss = rss_mb()["rss_mb"]
-    rendered = 0
-    if render_all(ws, args.render_deliveries):
-        # serve stored rows, as the API does: page generation must not bound the pipeline
-        rendered = ws.render_deliveries()
-    metrics_started = time.perf_counter()
-    ws.render_metrics()  # metrics requests count stored timestamps, whatever a parent's size (as the API's aggregates)
-    ws.render_segment_members()  # segment member pages read stored lists, not a pass over every person
-    metrics_seconds = time.perf_counter() - metrics_started
+    rendered = render(ws, args.render_deliveries)
     server = SimulatorServer(ws, api_key=args.api_key, rate_limit=args.rate_limit or None).start()
     selected = select_tables(args.tables, ("days",))
     admin = Admin(ws, server, selected, args.lookback_days, args.render_deliveries)
@@ -194,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ready = {"api": server.base_url, "admin": f"http://127.0.0.1:{httpd.server_address[1]}",
              "build_seconds": round(time.perf_counter() - started, 2),
              "workspace_seconds": round(workspace_seconds, 2), "workspace_rss_mb": workspace_rss,
-             "rendered_deliveries": rendered, "deliveries": ws.n_deliveries(),
-             "metrics_render_seconds": round(metrics_seconds, 2), **rss_mb()}
+             **rendered, "deliveries": ws.n_deliveries(), **rss_mb()}
     print(orjson.dumps(ready).decode(), flush=True)
     try:
         sys.stdin.read()  # the benchmark closes our stdin to stop us

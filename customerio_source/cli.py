@@ -24,6 +24,7 @@ from .warehouse import apply_bigquery_hints
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery")
 SCALES = ("tiny", "small", "large", "stress", "xlarge")
+DEMO_SCALE = "small"
 PROFILES = ("tutorial", "tutorial-send")  # simulator/profiles.py
 DEMO_API_KEY = "demo-app-api-key"
 EXIT_CONFIG, EXIT_AUTH, EXIT_PENDING, EXIT_BUSY = 2, 3, 4, 5
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset-name", default="customerio")
     parser.add_argument(
         "--pipeline-name", default=None,
-        help="default: customerio (--demo: customerio_demo, customerio_demo_<scale> at another scale)",
+        help="default: customerio (--demo: customerio_demo; customerio_demo_<scale or profile> for another)",
     )
     parser.add_argument(
         "--region", default=None, choices=("us", "eu"), help="default: us (or [sources.customerio] region)"
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="customer_attributes and deliveries via the exports API (exports), paging (api, default), or by size",
     )
     parser.add_argument("--demo", action="store_true", help="load the simulated workspace (no API key needed)")
-    parser.add_argument("--scale", default="small", choices=SCALES, help="simulated workspace size for --demo")
+    parser.add_argument("--scale", default=DEMO_SCALE, choices=SCALES, help="simulated workspace size for --demo")
     parser.add_argument("--profile", default=None, choices=PROFILES, help="--demo: a workspace profile (its own size)")
     parser.add_argument("--models", action="store_true", help="after the load, build the analytics models "
                         "(customerio-pipeline models takes their options)")
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def simulate_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="customerio-pipeline simulate", description="Serve the simulated workspace.")
     parser.add_argument("--port", type=int, default=8800)
-    parser.add_argument("--scale", default="small", choices=SCALES)
+    parser.add_argument("--scale", default=DEMO_SCALE, choices=SCALES)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", default=None, choices=PROFILES, help="a workspace profile (its own size)")
     parser.add_argument("--rate-limit", type=float, default=10.0, help="429 above this many requests/s (0: off)")
@@ -150,17 +151,18 @@ class Progress:
                 print(f"[{elapsed:6.1f}s] {total} requests; normalizing and loading...", file=sys.stderr)
 
 
-def demo_pipeline_name(scale: str) -> str:
-    """``customerio_demo`` for the default simulated workspace, ``customerio_demo_<scale>`` for another: each
-    scale has its own pipeline state and DuckDB file, so a demo of one scale never runs incrementally on the
-    state another scale's demo left in the same folder."""
-    return "customerio_demo" if scale == "small" else f"customerio_demo_{scale}"
+def demo_pipeline_name(workspace: str) -> str:
+    """``customerio_demo`` for the default simulated workspace, ``customerio_demo_<scale or profile>`` for
+    another: each has its own pipeline state and DuckDB file, so a demo of one workspace never runs
+    incrementally on the state another one's demo left in the same folder."""
+    return "customerio_demo" if workspace == DEMO_SCALE else f"customerio_demo_{workspace}"
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     server = None
-    pipeline_name = args.pipeline_name or (demo_pipeline_name(args.scale) if args.demo else "customerio")
+    demo_name = demo_pipeline_name(args.profile or args.scale) if args.demo else None
+    pipeline_name = args.pipeline_name or demo_name or "customerio"
     source_kwargs: dict[str, Any] = {
         "tables": args.tables,
         "interval_start": args.interval_start,

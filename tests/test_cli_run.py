@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from customerio_source.catalogue import CATALOGUE, default_tables
-from customerio_source.cli import main
+from customerio_source.cli import demo_pipeline_name, main
 
 from .conftest import API_KEY
 from .oracle import expected_count, expected_keys
@@ -30,6 +30,7 @@ def test_demo_loads_the_simulated_workspace_exactly(cli_env, capsys):
     # folder ran incrementally on this one's state before (e.g. `--demo` then `--demo --scale large`)
     database = cli_env / "customerio_demo_tiny.duckdb"
     assert not (cli_env / "customerio_demo.duckdb").exists()
+    assert demo_pipeline_name("tutorial") == "customerio_demo_tutorial"  # a --profile's workspace: its own too
     assert f"DuckDB file: {database}" in out and "requests" in out
     ws = Workspace(scale="tiny")  # the demo's workspace: same seed, same data
     with duckdb.connect(str(database), read_only=True) as con:

@@ -97,8 +97,8 @@ def delivery_series(ws: Workspace, indices: array | range, bounds: list[int], na
     lo, hi = bounds[0], bounds[-1]
     first = bisect_left(indices, bisect_left(ws.d_created, lo - METRIC_LAG))  # indices ascend as created does
     # late engagement (a change step's overlay) can give an old delivery a new open: those are visited too
-    late = sorted(i for i in ws.overlaid_deliveries() if i < (indices[first] if first < len(indices) else i + 1)
-                  and _holds(indices, i))
+    before = indices[first] if first < len(indices) else len(ws.d_created)
+    late = sorted(i for i in ws.overlaid_deliveries() if i < before and _holds(indices, i))
     for i in chain(late, (indices[pos] for pos in range(first, len(indices)))):
         created = ws.d_created[i]
         if created >= hi:
@@ -121,15 +121,21 @@ def _holds(indices: array | range, i: int) -> bool:
     return pos < len(indices) and indices[pos] == i
 
 
-def metric_timestamps(ws: Workspace, indices: array | range) -> dict[str, array]:
-    """Per series name, the ascending timestamps of the deliveries ``indices`` that count toward it (and
-    their ``created``): what :func:`parent_series` counts by bisection."""
-    found: dict[str, list[int]] = {"created": list(ws.d_created[i] for i in indices)}
-    for i in indices:
+def metric_index(ws: Workspace) -> dict[tuple[str, int], dict[str, array]]:
+    """Per parent key, per series name, the ascending timestamps of its deliveries that count toward it (and
+    their ``created``): what :func:`parent_series` counts by bisection. One pass over the deliveries (each
+    is listed under two parents: its campaign/broadcast/newsletter and its action/content)."""
+    found: dict[tuple[str, int], dict[str, list[int]]] = {key: {"created": []} for key in ws.parent_keys()}
+    for i in range(ws.n_deliveries()):
+        parents = [found[key] for key in ws.delivery_parents(i)]
+        for stamps in parents:
+            stamps["created"].append(ws.d_created[i])
         for metric, ts in ws.delivery_metrics(i).items():
             for name in _FANOUT.get(metric, ()):
-                found.setdefault(name, []).append(ts)
-    return {name: array("q", sorted(values)) for name, values in found.items()}
+                for stamps in parents:
+                    stamps.setdefault(name, []).append(ts)
+    return {key: {name: array("q", sorted(stamps)) for name, stamps in by_name.items()}
+            for key, by_name in found.items()}
 
 
 def parent_series(ws: Workspace, key: tuple[str, int], bounds: list[int], names: list[str],

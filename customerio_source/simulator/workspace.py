@@ -446,12 +446,20 @@ class Workspace(SendEffects):
         """Index every parent's metric timestamps ahead of the requests (the benchmark server does, after
         each step): a metrics request then counts by bisection, as a server reads stored aggregates rather
         than walking a parent's deliveries. Current until the next change; returns the parents indexed."""
-        from .metrics import metric_timestamps
+        from .metrics import metric_index
 
         with self.lock:
-            index = {key: metric_timestamps(self, indices) for key, indices in self._by_key.items()}
+            index = metric_index(self)
             self._metric_index = ((self._change_gen, self.now), index)
         return len(index)
+
+    def parent_keys(self) -> Iterable[tuple[str, int]]:
+        """The parent keys deliveries are listed under (see :meth:`delivery_indices`)."""
+        return self._by_key.keys()
+
+    def delivery_parents(self, i: int) -> tuple[tuple[str, int], ...]:
+        """The parent keys delivery ``i`` is listed under."""
+        return self._delivery_keys(self.d_src[i])
 
     def overlaid_deliveries(self) -> Iterable[int]:
         """Deliveries a change step gave metrics after their own (late metrics, late engagement)."""
