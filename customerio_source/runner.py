@@ -1,10 +1,11 @@
 """Running a load: the pipeline run, then delete marking for tables read in full.
 
 A table the source reads completely every run (lists, children of every parent, every person) is merged,
-so each row it saw carries this run's `_dlt_load_id`. After a successful load, rows of such a table that
-this run did not see have vanished from the workspace: they get `_cio_deleted_at` (once), and lose it
-again if they come back. A failed run marks nothing. Airflow/Dagster/library users call :func:`load`
-the same way, so every entry point behaves alike.
+so each row it saw carries this run's `_dlt_load_id` (a big table merged in place into DuckDB keeps its
+unchanged rows as they were: what this run saw is then what it staged, :mod:`customerio_source.in_place`).
+After a successful load, rows of such a table that this run did not see have vanished from the workspace:
+they get `_cio_deleted_at` (once), and lose it again if they come back. A failed run marks nothing.
+Airflow/Dagster/library users call :func:`load` the same way, so every entry point behaves alike.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from . import builders
 from .catalogue import CATALOGUE
 from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401 - raised by pipeline_lock
 from .failures import failed_job, failed_table, is_out_of_memory, root_message
+from .in_place import (
+    clear_staged,
+    finish_in_place,
+    in_place_tables,
+    refresh_in_place,
+    remove_staged_duplicates,
+    unseen_condition,
+)
 from .lock import pipeline_lock
 from .transform import DELETED_AT
 
@@ -70,17 +79,24 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
         if drop_pending:
             drop_pending_packages(pipeline)
         finish_interrupted(pipeline, settings)
+        within_memory(settings, lambda: finish_in_place(pipeline))
         tables = complete_tables(source)
         if "loader_file_format" not in run_kwargs:
             file_format = preferred_file_format(pipeline)
             if file_format:
                 run_kwargs["loader_file_format"] = file_format
         appended = append_new_tables(pipeline, source)
+        in_place = in_place_tables(pipeline, source, skip=appended)
         info = load_step(pipeline, settings, lambda: pipeline.run(source, **run_kwargs))
         if appended and info.loads_ids:
             remove_duplicate_keys(pipeline, appended)
+        if in_place and info.loads_ids:
+            within_memory(settings, lambda: refresh_in_place(pipeline, in_place))
+            remove_staged_duplicates(pipeline, in_place)
         if tables and info.loads_ids:
-            mark_deleted(pipeline, tables, info.loads_ids)
+            mark_deleted(pipeline, tables, info.loads_ids, in_place=in_place)
+        if in_place and info.loads_ids:
+            clear_staged(pipeline, in_place)
         followers = {
             name: spec.deletes_follow
             for name in source.selected_resources
@@ -122,6 +138,23 @@ def load_step(pipeline: dlt.Pipeline, settings: RunSettings, step: Callable[[], 
         attempt = pipeline.load  # the extracted package is loaded again: its finished jobs are not re-run
 
 
+def within_memory(settings: RunSettings, step: Callable[[], Any]) -> Any:
+    """Run ``step``, a statement series of this module on the destination that DuckDB may not fit in the
+    limit this module chose (an in-place merge): run again with the limit doubled, as :func:`load_step` does
+    for a load job. Each series is one transaction, so a failed attempt changed nothing."""
+    while True:
+        try:
+            return step()
+        except Exception as exc:  # noqa: BLE001 - only running out of memory is retried
+            if not (is_out_of_memory(exc) and settings.can_lift_duckdb_limit):
+                raise
+            before = settings.duckdb_limit_text
+            logger.warning(
+                "an in-place merge ran DuckDB out of memory at the %s limit this connector set; running it again "
+                "with the limit lifted to %s", before, settings.lift_duckdb_limit(),
+            )
+
+
 def _failed_in_load(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure of dlt's load step (a job that failed or kept failing); an extract or
     normalize failure (a request that kept failing, a rejected key) is not."""
@@ -156,9 +189,10 @@ def pending_load_ids(pipeline: dlt.Pipeline) -> list[str]:
     return [*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()]
 
 
-APPEND_WHEN_NEW = (builders.deliveries,)
-"""Builders whose tables are appended, not merged, while the destination does not have them yet. Only
-tables that can never have nested tables: appended nested rows lack the `_dlt_root_id` a later merge needs."""
+APPEND_WHEN_NEW = (builders.deliveries, builders.customer_attributes)
+"""Builders whose tables are appended, not merged, while the destination does not have them yet (a first
+load of every delivery, every person's attributes). Nested rows (a person's devices) carry `_dlt_root_id`
+when appended too (the source propagates the root key), which a later merge needs."""
 
 
 def append_new_tables(pipeline: dlt.Pipeline, source: DltSource) -> list[str]:
@@ -194,8 +228,9 @@ def append_new_tables(pipeline: dlt.Pipeline, source: DltSource) -> list[str]:
 
 def remove_duplicate_keys(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str, int]:
     """Keep one row per primary key in tables that were appended: the one inserted last (DuckDB `rowid`; of
-    two copies in one file, either, see ``DUCKDB_SETTINGS``)."""
+    two copies in one file, either, see ``DUCKDB_SETTINGS``), and the nested rows of the rows kept."""
     removed: dict[str, int] = {}
+    schema = pipeline.default_schema
     with pipeline.sql_client() as client:
         for table in tables:
             key = ", ".join(client.escape_column_name(k) for k in CATALOGUE[table].primary_key)
@@ -207,8 +242,21 @@ def remove_duplicate_keys(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str
             count = int(client.execute_sql(f"SELECT COUNT(*) FROM ({duplicates})")[0][0])
             if count:
                 client.execute_sql(f"DELETE FROM {qualified} WHERE rowid IN ({duplicates})")
+                remove_orphans(client, schema, table)
             removed[table] = count
     return removed
+
+
+def remove_orphans(client: Any, schema: Any, table: str) -> None:
+    """Delete the rows of ``table``'s nested tables whose root row is gone."""
+    root_id = client.escape_column_name(schema.naming.normalize_identifier("_dlt_root_id"))
+    row_id = client.escape_column_name(schema.naming.normalize_identifier("_dlt_id"))
+    for nested in schema.tables:
+        if schema.tables[nested].get("parent") and nested.startswith(f"{table}__"):
+            client.execute_sql(
+                f"DELETE FROM {client.make_qualified_table_name(nested)} WHERE {root_id} NOT IN "
+                f"(SELECT {row_id} FROM {client.make_qualified_table_name(table)})"
+            )
 
 
 def mark_followers_deleted(pipeline: dlt.Pipeline, followers: dict[str, str]) -> None:
@@ -546,11 +594,16 @@ def preferred_file_format(pipeline: dlt.Pipeline) -> str | None:
     return next((fmt for fmt in FAST_FORMATS if fmt in supported), None)
 
 
-def mark_deleted(pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[str]) -> dict[str, int]:
+def mark_deleted(
+    pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[str], in_place: Iterable[str] = ()
+) -> dict[str, int]:
     """Set `_cio_deleted_at` on live rows of ``tables`` that none of ``load_ids`` wrote; clear nothing else.
 
-    Returns the number of rows newly marked per table.
+    Tables of ``in_place`` were merged leaving unchanged rows as they were (:mod:`customerio_source.in_place`):
+    their live rows are marked when this run did not stage their key. Returns the number of rows newly
+    marked per table.
     """
+    merged_in_place = set(in_place)
     marked: dict[str, int] = {}
     now = datetime.now(timezone.utc).replace(microsecond=0)
     schema = pipeline.default_schema
@@ -569,7 +622,8 @@ def mark_deleted(pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[s
             qualified = client.make_qualified_table_name(table)
             column = client.escape_column_name(DELETED_AT)
             load_column = client.escape_column_name("_dlt_load_id")
-            condition = f"{column} IS NULL AND {load_column} NOT IN ({ids})"
+            unseen = unseen_condition(client, table, load_ids) if table in merged_in_place else None
+            condition = f"{column} IS NULL AND " + (unseen or f"{load_column} NOT IN ({ids})")
             count_rows = client.execute_sql(f"SELECT COUNT(*) FROM {qualified} WHERE {condition}")
             count = int(count_rows[0][0]) if count_rows else 0
             if count:

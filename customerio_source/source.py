@@ -25,7 +25,7 @@ from .runner import mark_reads_all_rows
 API_KEY_ENV = "CUSTOMERIO_APP_API_KEY"
 
 
-@dlt.source(name="customerio", section="customerio", max_table_nesting=1)
+@dlt.source(name="customerio", section="customerio", max_table_nesting=1, root_key=True)
 def customerio_source(
     api_key: str | None = dlt.secrets.value,
     region: str = "us",

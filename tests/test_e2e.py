@@ -96,6 +96,25 @@ def test_first_load_appends_then_merges_without_duplicates(loader, tiny_server):
     assert append_new_tables(loader.pipeline(), loader.source) == []  # the table exists now
 
 
+def test_first_load_of_attributes_appends_with_root_keys_then_merges(loader, tiny_server):
+    """A person's attributes are appended on the first load (no merge of a million rows into nothing); the
+    nested devices carry `_dlt_root_id`, so later merges replace a person's devices, never add to them."""
+    loader.run(["customers", "customer_attributes"])
+    schema = loader.pipeline().default_schema
+    assert schema.tables["customer_attributes"]["write_disposition"] == "append"
+    devices = loader.count("customer_attributes__devices")
+    assert devices > 0 and "_dlt_root_id" in schema.get_table_columns("customer_attributes__devices")
+    orphans = (
+        "SELECT COUNT(*) FROM {ds}.customer_attributes__devices WHERE _dlt_root_id NOT IN "
+        "(SELECT _dlt_id FROM {ds}.customer_attributes)"
+    )
+    assert loader.query(orphans)[0][0] == 0
+    loader.run(["customers", "customer_attributes"], attributes_refresh="full")
+    assert loader.pipeline().default_schema.tables["customer_attributes"]["write_disposition"] == "merge"
+    assert loader.duplicates("customer_attributes") == 0
+    assert loader.count("customer_attributes__devices") == devices and loader.query(orphans)[0][0] == 0
+
+
 def test_remove_duplicate_keys_keeps_one_row_per_key(loader, tiny_server):
     from customerio_source.runner import remove_duplicate_keys
 
