@@ -55,9 +55,6 @@ class TableSpec:
     """The hand-written resource builder of an irregular table (None: built from this declaration)."""
     metrics_family: str | None = None
     """Metrics tables: "v2" (explicit UTC window), "journey", "steps" (period/steps) or "links"."""
-    merge_in_place: bool = False
-    """Big flat tables: merged into DuckDB by one MERGE on the key that leaves unchanged rows alone, in
-    memory that does not grow with the table (:mod:`customerio_source.in_place`)."""
     deletes_follow: str | None = None
     """Rows are marked deleted when the row with the same key is marked deleted in this table."""
     params: dict[str, str] = field(default_factory=dict)
@@ -299,7 +296,6 @@ _SPECS: list[TableSpec] = [
         page_size=30000,
         arrow_row={"id": "text", "email": "text", "cio_id": "text"},
         page_lists=("ids",),
-        merge_in_place=True,
         cost="ceil(members / 30000) per segment",
     ),
     # -- people ---------------------------------------------------------------------------------------
@@ -379,7 +375,6 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge_in_place=True,
         page_size=1000,
         timestamps=DELIVERY_TIMESTAMPS,
         full_reread=False,
@@ -392,7 +387,6 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge_in_place=True,
         parent="campaigns",
         path_fields={"campaign_id": "id"},
         page_size=1000,
@@ -407,7 +401,6 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge_in_place=True,
         parent="broadcasts",
         path_fields={"broadcast_id": "id"},
         page_size=1000,
@@ -422,7 +415,6 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge_in_place=True,
         parent="newsletters",
         path_fields={"newsletter_id": "id"},
         page_size=1000,
@@ -437,7 +429,6 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge_in_place=True,
         parent="transactional_messages",
         path_fields={"transactional_id": "id"},
         page_size=1000,
