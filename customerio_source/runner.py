@@ -163,12 +163,12 @@ when appended too (the source propagates the root key), which a later merge need
 
 
 def append_new_tables(pipeline: dlt.Pipeline, source: DltSource) -> list[str]:
-    """Load big flat tables the DuckDB destination does not have yet with `append` instead of `merge`.
+    """Load big tables the DuckDB destination does not have yet with `append` instead of `merge`.
 
     A merge into a table that does not exist has nothing to merge with, yet costs a staging copy and a
     delete + deduplicating insert, most of the load time of a big first load. Appending is equivalent
-    once rows with a repeated key are removed (:func:`remove_duplicate_keys`). Only DuckDB, and only when
-    the destination answers that the table is absent; later runs merge as declared.
+    once rows with a repeated key (and their nested rows) are removed (:func:`remove_duplicate_keys`). Only
+    DuckDB, and only when the destination answers that the table is absent; later runs merge as declared.
     """
     if pipeline.destination is None or pipeline.destination.destination_name != "duckdb":
         return []

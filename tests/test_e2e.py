@@ -115,6 +115,26 @@ def test_first_load_of_attributes_appends_with_root_keys_then_merges(loader, tin
     assert loader.count("customer_attributes__devices") == devices and loader.query(orphans)[0][0] == 0
 
 
+def test_remove_duplicate_keys_drops_the_nested_rows_of_the_copy_removed(loader, tiny_server):
+    """A person appended twice (two root rows, two `_dlt_id`s): the older copy goes, and its devices too."""
+    from customerio_source.runner import remove_duplicate_keys
+
+    loader.run(["customers", "customer_attributes"])
+    pipeline = loader.pipeline()
+    person, devices = loader.query(
+        "SELECT _dlt_root_id, COUNT(*) FROM {ds}.customer_attributes__devices GROUP BY 1 ORDER BY 1 LIMIT 1"
+    )[0]
+    before = loader.count("customer_attributes__devices")
+    with pipeline.sql_client() as client:
+        root = client.make_qualified_table_name("customer_attributes")
+        client.execute_sql(f"CREATE TEMP TABLE copy AS SELECT * FROM {root} WHERE _dlt_id = '{person}'")
+        client.execute_sql("UPDATE copy SET _dlt_id = 'a-newer-copy'")
+        client.execute_sql(f"INSERT INTO {root} SELECT * FROM copy")
+    assert remove_duplicate_keys(pipeline, ["customer_attributes"]) == {"customer_attributes": 1}
+    assert loader.duplicates("customer_attributes") == 0
+    assert loader.count("customer_attributes__devices") == before - devices
+
+
 def test_remove_duplicate_keys_keeps_one_row_per_key(loader, tiny_server):
     from customerio_source.runner import remove_duplicate_keys
 
