@@ -55,6 +55,11 @@ class TableSpec:
     """The hand-written resource builder of an irregular table (None: built from this declaration)."""
     metrics_family: str | None = None
     """Metrics tables: "v2" (explicit UTC window), "journey", "steps" (period/steps) or "links"."""
+    merge: str = "delete-insert"
+    """How a big table merges into DuckDB (other destinations keep dlt's default, `delete-insert`):
+    "in-place" (read in full every run, few rows change: unchanged rows are left alone,
+    :mod:`customerio_source.in_place`) or "unique-staging" (dlt's delete-insert without its deduplicating
+    window over the staged rows; keys staged twice are removed after the load)."""
     deletes_follow: str | None = None
     """Rows are marked deleted when the row with the same key is marked deleted in this table."""
     params: dict[str, str] = field(default_factory=dict)
@@ -296,6 +301,7 @@ _SPECS: list[TableSpec] = [
         page_size=30000,
         arrow_row={"id": "text", "email": "text", "cio_id": "text"},
         page_lists=("ids",),
+        merge="in-place",
         cost="ceil(members / 30000) per segment",
     ),
     # -- people ---------------------------------------------------------------------------------------
@@ -375,6 +381,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
+        merge="unique-staging",
         page_size=1000,
         timestamps=DELIVERY_TIMESTAMPS,
         full_reread=False,
@@ -387,6 +394,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
+        merge="unique-staging",
         parent="campaigns",
         path_fields={"campaign_id": "id"},
         page_size=1000,
@@ -401,6 +409,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
+        merge="unique-staging",
         parent="broadcasts",
         path_fields={"broadcast_id": "id"},
         page_size=1000,
@@ -415,6 +424,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
+        merge="unique-staging",
         parent="newsletters",
         path_fields={"newsletter_id": "id"},
         page_size=1000,
@@ -429,6 +439,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
+        merge="unique-staging",
         parent="transactional_messages",
         path_fields={"transactional_id": "id"},
         page_size=1000,

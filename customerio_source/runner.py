@@ -28,6 +28,15 @@ from . import builders
 from .catalogue import CATALOGUE
 from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401 - raised by pipeline_lock
 from .failures import failed_job, failed_table, is_out_of_memory, root_message
+from .in_place import (
+    clear_staged,
+    finish_in_place,
+    in_place_tables,
+    refresh_in_place,
+    remove_staged_duplicates,
+    unique_staging_tables,
+    unseen_condition,
+)
 from .lock import pipeline_lock
 from .transform import DELETED_AT
 
@@ -70,17 +79,26 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
         if drop_pending:
             drop_pending_packages(pipeline)
         finish_interrupted(pipeline, settings)
+        within_memory(settings, lambda: finish_in_place(pipeline))
         tables = complete_tables(source)
         if "loader_file_format" not in run_kwargs:
             file_format = preferred_file_format(pipeline)
             if file_format:
                 run_kwargs["loader_file_format"] = file_format
         appended = append_new_tables(pipeline, source)
+        in_place = in_place_tables(pipeline, source, skip=appended)
+        deduplicated = unique_staging_tables(pipeline, source, skip=[*appended, *in_place])
         info = load_step(pipeline, settings, lambda: pipeline.run(source, **run_kwargs))
         if appended and info.loads_ids:
             remove_duplicate_keys(pipeline, appended)
+        if in_place and info.loads_ids:
+            within_memory(settings, lambda: refresh_in_place(pipeline, in_place))
+        if (in_place or deduplicated) and info.loads_ids:
+            remove_staged_duplicates(pipeline, [*in_place, *deduplicated])
         if tables and info.loads_ids:
-            mark_deleted(pipeline, tables, info.loads_ids)
+            mark_deleted(pipeline, tables, info.loads_ids, in_place=in_place)
+        if in_place and info.loads_ids:
+            clear_staged(pipeline, in_place)
         followers = {
             name: spec.deletes_follow
             for name in source.selected_resources
@@ -120,6 +138,23 @@ def load_step(pipeline: dlt.Pipeline, settings: RunSettings, step: Callable[[], 
             failed_table(failure) or "a table", before, lifted,
         )
         attempt = pipeline.load  # the extracted package is loaded again: its finished jobs are not re-run
+
+
+def within_memory(settings: RunSettings, step: Callable[[], Any]) -> Any:
+    """Run ``step``, a statement series of this module on the destination that DuckDB may not fit in the
+    limit this module chose (an in-place merge): run again with the limit doubled, as :func:`load_step` does
+    for a load job. Each series is one transaction, so a failed attempt changed nothing."""
+    while True:
+        try:
+            return step()
+        except Exception as exc:  # noqa: BLE001 - only running out of memory is retried
+            if not (is_out_of_memory(exc) and settings.can_lift_duckdb_limit):
+                raise
+            before = settings.duckdb_limit_text
+            logger.warning(
+                "an in-place merge ran DuckDB out of memory at the %s limit this connector set; running it again "
+                "with the limit lifted to %s", before, settings.lift_duckdb_limit(),
+            )
 
 
 def _failed_in_load(exc: BaseException) -> bool:
@@ -561,11 +596,16 @@ def preferred_file_format(pipeline: dlt.Pipeline) -> str | None:
     return next((fmt for fmt in FAST_FORMATS if fmt in supported), None)
 
 
-def mark_deleted(pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[str]) -> dict[str, int]:
+def mark_deleted(
+    pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[str], in_place: Iterable[str] = ()
+) -> dict[str, int]:
     """Set `_cio_deleted_at` on live rows of ``tables`` that none of ``load_ids`` wrote; clear nothing else.
 
-    Returns the number of rows newly marked per table.
+    Tables of ``in_place`` were merged leaving unchanged rows as they were (:mod:`customerio_source.in_place`):
+    their live rows are marked when this run did not stage their key. Returns the number of rows newly
+    marked per table.
     """
+    merged_in_place = set(in_place)
     marked: dict[str, int] = {}
     now = datetime.now(timezone.utc).replace(microsecond=0)
     schema = pipeline.default_schema
@@ -584,7 +624,8 @@ def mark_deleted(pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[s
             qualified = client.make_qualified_table_name(table)
             column = client.escape_column_name(DELETED_AT)
             load_column = client.escape_column_name("_dlt_load_id")
-            condition = f"{column} IS NULL AND {load_column} NOT IN ({ids})"
+            unseen = unseen_condition(client, table, load_ids) if table in merged_in_place else None
+            condition = f"{column} IS NULL AND " + (unseen or f"{load_column} NOT IN ({ids})")
             count_rows = client.execute_sql(f"SELECT COUNT(*) FROM {qualified} WHERE {condition}")
             count = int(count_rows[0][0]) if count_rows else 0
             if count:
