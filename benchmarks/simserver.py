@@ -81,6 +81,7 @@ def render(ws: Workspace, mode: str) -> dict[str, Any]:
     started = time.perf_counter()
     ws.render_metrics()
     ws.render_segment_members()
+    ws.render_identifiers()
     return {"rendered_deliveries": rendered, "metrics_render_seconds": round(time.perf_counter() - started, 2)}
 
 

@@ -40,6 +40,8 @@ ACT_KINDS = [("sent", True), ("delivered", True), ("opened", True), ("clicked", 
 ACT_WEIGHTS = [22, 12, 16, 6, 24, 12, 8]  # the kinds after these are never generated, only written later
 CHANNEL_ACTIVITY = {"email": "email", "push": "push", "in_app": "in_app", "twilio": "twilio",
                     "webhook": "webhook", "slack": "slack"}
+IDENT_CACHE_MAX = 250_000
+"""People whose identifiers the workspace keeps computed (the cache is emptied when it grows past this)."""
 TABLES = (
     "workspaces", "campaigns", "broadcasts", "newsletters", "segments", "messages", "activities", "exports",
     "collections", "snippets", "sender_identities", "subscription_topics", "transactional_messages",
@@ -96,6 +98,7 @@ class Workspace(SendEffects):
                 self.deleted_people[i] = 0
         self._attr_overlay: dict[int, dict[str, str]] = {}
         self._ident_cache: dict[int, dict] = {}
+        self.ident_cache_max: int | None = IDENT_CACHE_MAX  # None: unbounded (render_identifiers)
         self._delivery_json: dict[int, orjson.Fragment] = {}
         self.delivery_cache_size = DELIVERY_CACHE_SIZE
         self._ts_overlay: dict[int, dict[str, int]] = {}
@@ -160,7 +163,7 @@ class Workspace(SendEffects):
         base = self.pushed.people.get(i)
         email = ov.get("email") if ov and "email" in ov else base["email"] if base else self.persons.email(i)
         rec = {"email": email, "id": base["id"] if base else self.persons.ident(i), "cio_id": self.persons.cio_id(i)}
-        if len(self._ident_cache) > 250_000:
+        if self.ident_cache_max is not None and len(self._ident_cache) > self.ident_cache_max:
             self._ident_cache.clear()
         self._ident_cache[i] = rec
         return rec
@@ -622,6 +625,16 @@ class Workspace(SendEffects):
                                   and i not in removed))
         self._seg_cache[s] = (self._change_gen, members)
         return members
+
+    def render_identifiers(self) -> int:
+        """Compute every person's identifiers ahead of the requests and keep them all (the benchmark server
+        does, after build and each change step, as it renders deliveries: a real API serves stored rows, so
+        the bounded cache's misses at 1M people must not bound the pipeline); returns the people rendered."""
+        with self.lock:
+            self.ident_cache_max = None
+            for i in range(self.n_people):
+                self.identifiers(i)
+            return self.n_people
 
     def render_segment_members(self) -> int:
         """Compute every live segment's members ahead of the requests (the benchmark server does, after
