@@ -1,10 +1,11 @@
 """Running a load: the pipeline run, then delete marking for tables read in full.
 
 A table the source reads completely every run (lists, children of every parent, every person) is merged,
-so each row it saw carries this run's `_dlt_load_id`. After a successful load, rows of such a table that
-this run did not see have vanished from the workspace: they get `_cio_deleted_at` (once), and lose it
-again if they come back. A failed run marks nothing. Airflow/Dagster/library users call :func:`load`
-the same way, so every entry point behaves alike.
+so each row it saw carries this run's `_dlt_load_id` (memberships merged in place into DuckDB keep their
+unchanged rows as they were: what this run saw is then what it staged, :mod:`customerio_source.in_place`).
+After a successful load, rows of such a table that this run did not see have vanished from the workspace:
+they get `_cio_deleted_at` (once), and lose it again if they come back. A failed run marks nothing.
+Airflow/Dagster/library users call :func:`load` the same way, so every entry point behaves alike.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
     read again: the state they carry was never committed). A second run of the same pipeline while this
     one runs raises :class:`PipelineBusy` at once (:func:`pipeline_lock`). A load job that runs DuckDB out
     of memory under the limit this module chose is loaded again with the limit doubled, step by step
-    (:func:`load_step`). A load that still fails raises :class:`LoadFailed` (:class:`PendingPackageFailed`
-    for a package left behind) with one line naming the table and the cause; its package stays pending.
+    (:func:`load_step`). Into DuckDB, the big tables merge in bounded memory
+    (:mod:`customerio_source.in_place`: memberships in place, deliveries without dlt's deduplicating
+    window). A load that still fails raises :class:`LoadFailed` (:class:`PendingPackageFailed` for a
+    package left behind) with one line naming the table and the cause; its package stays pending.
     """
     with pipeline_lock(pipeline), run_defaults(pipeline) as settings:
         if drop_pending:

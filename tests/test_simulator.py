@@ -444,3 +444,24 @@ def test_rendered_segment_members_are_the_lists_pages_are_served_from() -> None:
     assert all(ws.segment_members(s) is members for s, members in lists.items())  # served from the render
     ws.advance()
     assert any(ws.segment_members(s) is not members for s, members in lists.items() if s in ws.live_segments())
+
+
+def test_rendered_identifiers_are_every_persons_and_stay_past_the_cache_bound(monkeypatch) -> None:
+    """The benchmark server computes every person's identifiers ahead of the requests and keeps them all
+    (the workspace's bounded cache would otherwise recompute them at 1M people); values are unchanged, and
+    a change step (an email edit) is seen."""
+    from customerio_source.simulator import workspace as workspace_module
+
+    fresh = Workspace(scale="tiny", seed=5)
+    expected = [dict(fresh.identifiers(i)) for i in range(fresh.n_people)]
+    monkeypatch.setattr(workspace_module, "IDENT_CACHE_MAX", 10)
+    ws = Workspace(scale="tiny", seed=5)
+    assert ws.render_identifiers() == ws.n_people > 10
+    cached = [ws.identifiers(i) for i in range(ws.n_people)]
+    assert [dict(c) for c in cached] == expected
+    assert all(ws.identifiers(i) is cached[i] for i in range(ws.n_people))  # kept past the bound of 10
+    while not ws.email_edits and ws.step < 20:
+        ws.advance()
+    edited = [p for p in ws.email_edits if p < len(expected)]
+    assert edited
+    assert all(ws.identifiers(p)["email"] == ws._attr_overlay[p]["email"] != expected[p]["email"] for p in edited)
