@@ -55,33 +55,47 @@ def is_duckdb(pipeline: dlt.Pipeline) -> bool:
     return pipeline.destination is not None and pipeline.destination.destination_name == "duckdb"
 
 
-def _choose(pipeline: dlt.Pipeline, source: DltSource, merge: str, disposition: dict, skip: Iterable[str]) -> list[str]:
-    """Give the selected tables whose catalogue ``merge`` is ``merge`` the write ``disposition`` for this
-    run, into DuckDB; return their names. ``skip``: tables this run appends (new tables). Nothing changes
-    when dlt is told to empty the staging dataset after each load: the steps after the load read this
-    run's rows from there."""
+def destination_tables(pipeline: dlt.Pipeline) -> set[str]:
+    """Names of the tables the destination dataset has (empty: no dataset yet)."""
+    try:
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", client.dataset_name
+            )
+    except Exception:  # noqa: BLE001 - no dataset yet: every table is new
+        return set()
+    return {row[0] for row in rows or []}
+
+
+def _choose(
+    pipeline: dlt.Pipeline, source: DltSource, merge: str, disposition: dict[str, Any], existing: set[str]
+) -> list[str]:
+    """Give the selected tables whose catalogue ``merge`` is ``merge`` and that the destination has
+    (``existing``) the write ``disposition`` for this run, into DuckDB; return their names. A table's first
+    load keeps its declared disposition (a merge into nothing, or an append: nothing to leave alone).
+    Nothing changes when dlt is told to empty the staging dataset after each load: the steps after the
+    load read this run's rows from there."""
     if not is_duckdb(pipeline) or dlt.config.get(TRUNCATE_STAGING_KEY):
         return []
-    skipped = set(skip)
     names = [
         name
         for name in source.selected_resources
-        if name not in skipped and (spec := CATALOGUE.get(name)) is not None and spec.merge == merge
+        if name in existing and (spec := CATALOGUE.get(name)) is not None and spec.merge == merge
     ]
     for name in names:
         source.resources[name].apply_hints(write_disposition=dict(disposition))
     return names
 
 
-def in_place_tables(pipeline: dlt.Pipeline, source: DltSource, skip: Iterable[str] = ()) -> list[str]:
+def in_place_tables(pipeline: dlt.Pipeline, source: DltSource, existing: set[str]) -> list[str]:
     """The selected ``in-place`` tables, given dlt's `insert-only` strategy for this run (DuckDB only)."""
-    return _choose(pipeline, source, IN_PLACE, INSERT_NEW_KEYS, skip)
+    return _choose(pipeline, source, IN_PLACE, INSERT_NEW_KEYS, existing)
 
 
-def unique_staging_tables(pipeline: dlt.Pipeline, source: DltSource, skip: Iterable[str] = ()) -> list[str]:
+def unique_staging_tables(pipeline: dlt.Pipeline, source: DltSource, existing: set[str]) -> list[str]:
     """The selected ``unique-staging`` tables, merged by dlt's `delete-insert` without deduplication for
     this run (DuckDB only); :func:`remove_staged_duplicates` runs after the load."""
-    return _choose(pipeline, source, UNIQUE, UNIQUE_STAGING, skip)
+    return _choose(pipeline, source, UNIQUE, UNIQUE_STAGING, existing)
 
 
 def staged_table(client: Any, table: str) -> str:

@@ -15,6 +15,7 @@ import ctypes.util
 import functools
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401
 from .failures import failed_job, failed_table, is_out_of_memory, root_message
 from .in_place import (
     clear_staged,
+    destination_tables,
     finish_in_place,
     in_place_tables,
     refresh_in_place,
@@ -72,7 +74,7 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
     run extracts and loads as usual; with ``drop_pending=True`` they are dropped instead (their rows are
     read again: the state they carry was never committed). A second run of the same pipeline while this
     one runs raises :class:`PipelineBusy` at once (:func:`pipeline_lock`). A load job that runs DuckDB out
-    of memory under the limit this module chose is loaded again with the limit doubled, step by step
+    of memory under the limit this module chose is loaded again with the limit raised by a quarter, step by step
     (:func:`load_step`). Into DuckDB, the big tables merge in bounded memory
     (:mod:`customerio_source.in_place`: memberships in place, deliveries without dlt's deduplicating
     window). A load that still fails raises :class:`LoadFailed` (:class:`PendingPackageFailed` for a
@@ -88,9 +90,10 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
             file_format = preferred_file_format(pipeline)
             if file_format:
                 run_kwargs["loader_file_format"] = file_format
-        appended = append_new_tables(pipeline, source)
-        in_place = in_place_tables(pipeline, source, skip=appended)
-        deduplicated = unique_staging_tables(pipeline, source, skip=[*appended, *in_place])
+        existing = destination_tables(pipeline) if pipeline.destination is not None else set()
+        appended = append_new_tables(pipeline, source, existing)
+        in_place = in_place_tables(pipeline, source, existing)
+        deduplicated = unique_staging_tables(pipeline, source, existing)
         info = load_step(pipeline, settings, lambda: pipeline.run(source, **run_kwargs))
         if appended and info.loads_ids:
             remove_duplicate_keys(pipeline, appended)
@@ -114,7 +117,7 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
 
 def load_step(pipeline: dlt.Pipeline, settings: RunSettings, step: Callable[[], LoadInfo | None]) -> LoadInfo:
     """Run ``step`` (``pipeline.run(...)``); a load job DuckDB could not fit in the limit this module chose
-    is loaded again with the limit doubled (``RunSettings.lift_duckdb_limit``), until it fits or the limit
+    is loaded again with the limit raised by a quarter (``RunSettings.lift_duckdb_limit``), until it fits or the limit
     reaches ``DUCKDB_LIFTED_SHARE`` of the machine's memory, saying so in one line per step.
 
     Any other failure of the load step, or one at the highest limit, raises :class:`LoadFailed` naming the
@@ -145,7 +148,7 @@ def load_step(pipeline: dlt.Pipeline, settings: RunSettings, step: Callable[[], 
 
 def within_memory(settings: RunSettings, step: Callable[[], Any]) -> Any:
     """Run ``step``, a statement series of this module on the destination that DuckDB may not fit in the
-    limit this module chose (an in-place merge): run again with the limit doubled, as :func:`load_step` does
+    limit this module chose (an in-place merge): run again with the limit raised, as :func:`load_step` does
     for a load job. Each series is one transaction, so a failed attempt changed nothing."""
     while True:
         try:
@@ -200,7 +203,7 @@ load of every delivery, every person's attributes). Nested rows (a person's devi
 when appended too (the source propagates the root key), which a later merge needs."""
 
 
-def append_new_tables(pipeline: dlt.Pipeline, source: DltSource) -> list[str]:
+def append_new_tables(pipeline: dlt.Pipeline, source: DltSource, existing: set[str] | None = None) -> list[str]:
     """Load big tables the DuckDB destination does not have yet with `append` instead of `merge`.
 
     A merge into a table that does not exist has nothing to merge with, yet costs a staging copy and a
@@ -217,14 +220,8 @@ def append_new_tables(pipeline: dlt.Pipeline, source: DltSource) -> list[str]:
     ]
     if not candidates:
         return []
-    try:
-        with pipeline.sql_client() as client:
-            rows = client.execute_sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", client.dataset_name
-            )
-        existing = {row[0] for row in rows or []}
-    except Exception:  # noqa: BLE001 - no dataset yet: every table is new
-        existing = set()
+    if existing is None:
+        existing = destination_tables(pipeline)
     new = [name for name in candidates if name not in existing]
     for name in new:
         source.resources[name].apply_hints(write_disposition="append")
@@ -377,7 +374,7 @@ DUCKDB_SETTINGS = {"preserve_insertion_order": False}
 it can to ``temp_directory`` (a folder in the pipeline's working folder) and keeps the load step's peak
 memory low. Some operators of a merge (the delete's semi join, the deduplicating window) need memory that
 grows with the table, so no fixed cap fits every workspace: a job that runs out of memory under this cap is
-loaded again with the cap doubled until it fits (:func:`load_step`, ``DUCKDB_LIFT_FACTOR`` up to
+loaded again with the cap raised by a quarter until it fits (:func:`load_step`, ``DUCKDB_LIFT_FACTOR`` up to
 ``DUCKDB_LIFTED_SHARE``): DuckDB takes about as much as its limit allows, so the smallest limit that fits
 keeps the process smallest (a merge that deletes 5M rows needs ~100 MB: DuckDB keeps a deleted row's
 transaction entry in memory until the commit). The cap is per load job
@@ -387,8 +384,10 @@ rows with one key in the same file, either may stay (dlt's merge makes the same 
 DUCKDB_LIFTED_SHARE = 0.5
 """After out-of-memory failures, DuckDB's limit is lifted step by step up to this share of the machine's (or
 the container's) memory."""
-DUCKDB_LIFT_FACTOR = 2
-"""Each lift after an out-of-memory failure multiplies the limit by this."""
+DUCKDB_LIFT_FACTOR = 1.25
+"""Each lift after an out-of-memory failure multiplies the limit by this (at least 1 MB more): small steps, since
+the process grows by about the limit a job fits in (a job that needs 65 MB gets 80, not 128; reaching 256 MB
+from 64 takes 7 lifts, a few seconds each)."""
 DUCKDB_SPILL_FOLDER = "duckdb_spill"
 DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 DUCKDB_LOAD_WORKERS = 1
@@ -506,14 +505,15 @@ class RunSettings:
         return f"{self.user_limit} (configured)" if self.user_limit else "configured"
 
     def lift_duckdb_limit(self) -> str:
-        """Multiply this run's DuckDB limit by ``DUCKDB_LIFT_FACTOR``, at most to
+        """Multiply this run's DuckDB limit by ``DUCKDB_LIFT_FACTOR`` (at least 1 MB more), at most to
         :func:`duckdb_lifted_ceiling_mb`; return it as text.
 
         dlt resolves the destination's configuration for every load step, so the next ``pipeline.load()``
         opens DuckDB with the new limit.
         """
         current = self.duckdb_limit_mb or DUCKDB_MEMORY_MB_PER_JOB
-        lifted = max(current, min(duckdb_lifted_ceiling_mb(), current * DUCKDB_LIFT_FACTOR))
+        step = max(current + 1, math.ceil(current * DUCKDB_LIFT_FACTOR))
+        lifted = max(current, min(duckdb_lifted_ceiling_mb(), step))
         os.environ[DUCKDB_GLOBAL_CONFIG_ENV] = json.dumps(duckdb_settings(self.duckdb_workers, self.spill_dir, lifted))
         self.duckdb_limit_mb = lifted
         self.lifts += 1

@@ -163,12 +163,12 @@ def test_run_settings_hold_for_the_run_only(loader, tiny_server, monkeypatch):
     during: dict = {}
     append_new_tables = runner.append_new_tables
 
-    def spy(pipeline, source):
+    def spy(pipeline, source, *rest):
         during["env"] = {name: os.environ.get(name) for name in
                          (runner.WRITER_BUFFER_ENV, runner.LOAD_WORKERS_ENV, runner.ARROW_LOAD_ID_ENV)}
         with pipeline.sql_client() as client:
             during["memory_limit"] = client.execute_sql("SELECT current_setting('memory_limit')")[0][0]
-        return append_new_tables(pipeline, source)
+        return append_new_tables(pipeline, source, *rest)
 
     monkeypatch.setattr(runner, "append_new_tables", spy)
     loader.run(["campaigns", "messages"])
@@ -200,11 +200,11 @@ def test_duckdb_loads_one_job_at_a_time_with_the_shipped_config(loader, tiny_ser
     during: dict = {}
     append_new_tables = runner.append_new_tables
 
-    def spy(pipeline, source):
+    def spy(pipeline, source, *rest):
         during["workers"] = os.environ.get(runner.LOAD_WORKERS_ENV)
         with pipeline.sql_client() as client:
             during["memory_limit"] = client.execute_sql("SELECT current_setting('memory_limit')")[0][0]
-        return append_new_tables(pipeline, source)
+        return append_new_tables(pipeline, source, *rest)
 
     monkeypatch.setattr(runner, "append_new_tables", spy)
     loader.run(["campaigns"])

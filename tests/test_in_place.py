@@ -52,6 +52,8 @@ def test_incremental_in_place_merge_equals_a_fresh_load(changing_server: Any, tm
     ws = changing_server.workspace
     kept = Loader(changing_server.base_url, tmp_path / "kept")
     kept.run(TABLES)
+    # a first load has nothing to leave alone: the memberships' merge into nothing stays dlt's own
+    assert kept.pipeline().default_schema.tables[IN_PLACE].get("x-merge-strategy") != "insert-only"
     first_load = kept.query("SELECT MAX(_dlt_load_id) FROM {ds}.segment_memberships")[0][0]
     ws.advance()
     kept.run(TABLES)
@@ -181,6 +183,6 @@ def test_an_in_place_merge_out_of_memory_runs_again_with_the_limit_lifted(monkey
         return "merged"
 
     assert within_memory(settings, merge) == "merged"
-    assert attempts == [64, 128] and settings.lifts == 1
+    assert attempts == [64, 80] and settings.lifts == 1
     with pytest.raises(ValueError):
         within_memory(settings, lambda: (_ for _ in ()).throw(ValueError("not memory")))

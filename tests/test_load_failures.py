@@ -7,6 +7,7 @@ becomes an INTEGER column, so dlt's merge of the next package fails terminally o
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 
@@ -118,7 +119,7 @@ def members_source():
 
 
 def test_a_merge_over_the_connectors_memory_cap_is_loaded_again_with_the_cap_lifted(tmp_path, monkeypatch, caplog):
-    """The cap this module sets is doubled, step by step, for a job that needs more, and stops at the first
+    """The cap this module sets is raised by a quarter, step by step, for a job that needs more, and stops at the first
     limit that fits (not at half of the machine's memory): the rows all land."""
     monkeypatch.setattr(runner, "duckdb_job_memory_mb", lambda: 4)  # far below what this merge needs
     monkeypatch.delenv(runner.DUCKDB_GLOBAL_CONFIG_ENV, raising=False)
@@ -137,7 +138,7 @@ def test_a_merge_over_the_connectors_memory_cap_is_loaded_again_with_the_cap_lif
     assert lifted and all(steps), lifted
     limits = [(int(m.group(1)), int(m.group(2))) for m in steps]
     assert limits[0][0] == 4
-    assert all(to == 2 * at for at, to in limits), limits
+    assert all(to == max(at + 1, math.ceil(at * runner.DUCKDB_LIFT_FACTOR)) for at, to in limits), limits
     # each run starts again from the cap; within a run, each step starts where the last one ended
     assert all(b[0] in (4, a[1]) for a, b in zip(limits, limits[1:], strict=False)), limits
     assert max(to for _, to in limits) <= 256 < runner.duckdb_lifted_ceiling_mb(), limits
