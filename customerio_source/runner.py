@@ -35,6 +35,7 @@ from .in_place import (
     destination_tables,
     finish_in_place,
     in_place_tables,
+    is_duckdb,
     refresh_in_place,
     remove_staged_duplicates,
     unique_staging_tables,
@@ -90,7 +91,7 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
             file_format = preferred_file_format(pipeline)
             if file_format:
                 run_kwargs["loader_file_format"] = file_format
-        existing = destination_tables(pipeline) if pipeline.destination is not None else set()
+        existing = destination_tables(pipeline) if is_duckdb(pipeline) else set()  # only DuckDB's merges change
         appended = append_new_tables(pipeline, source, existing)
         in_place = in_place_tables(pipeline, source, existing)
         deduplicated = unique_staging_tables(pipeline, source, existing)
