@@ -173,6 +173,20 @@ def unseen_condition(client: Any, table: str, load_ids: list[str]) -> str | None
     return f"NOT EXISTS (SELECT 1 FROM {staged_table(client, table)} AS s WHERE {match})"
 
 
+def delete_repeated_rows(client: Any, qualified: str, keys: str, where: str = "TRUE") -> int:
+    """Delete all but one row per ``keys`` among the rows of ``qualified`` that match ``where``: the one
+    inserted last (DuckDB `rowid`; of two copies in one file, either, as dlt's deduplication). Returns the
+    rows deleted; row ids hold within one statement (a checkpoint between statements may renumber them)."""
+    extra = (
+        f"SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY rowid DESC) AS n "
+        f"FROM {qualified} WHERE {where}) WHERE n > 1"
+    )
+    count = int(client.execute_sql(f"SELECT COUNT(*) FROM ({extra})")[0][0])
+    if count:
+        client.execute_sql(f"DELETE FROM {qualified} WHERE rowid IN ({extra})")
+    return count
+
+
 def remove_staged_duplicates(pipeline: dlt.Pipeline, tables: Iterable[str]) -> dict[str, int]:
     """Keep one destination row per key staged more than once (``MERGE`` inserts every copy of a new key;
     a refresh every copy of a changed one): the one inserted last (DuckDB `rowid`; of two copies in one
@@ -188,14 +202,9 @@ def remove_staged_duplicates(pipeline: dlt.Pipeline, tables: Iterable[str]) -> d
                 continue
             qualified = client.make_qualified_table_name(table)
             with client.begin_transaction():
-                extra = (
-                    f"SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY rowid DESC) "
-                    f"AS n FROM {qualified} WHERE ({keys}) IN ({repeated})) WHERE n > 1"
-                )
-                count = int(client.execute_sql(f"SELECT COUNT(*) FROM ({extra})")[0][0])
-                if count:
-                    client.execute_sql(f"DELETE FROM {qualified} WHERE rowid IN ({extra})")
-                    logger.info("%s: %d rows of keys read twice removed", table, count)
+                count = delete_repeated_rows(client, qualified, keys, f"({keys}) IN ({repeated})")
+            if count:
+                logger.info("%s: %d rows of keys read twice removed", table, count)
             removed[table] = count
     return removed
 

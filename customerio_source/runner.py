@@ -32,6 +32,7 @@ from .errors import LoadFailed, PendingPackageFailed, PipelineBusy  # noqa: F401
 from .failures import failed_job, failed_table, is_out_of_memory, root_message
 from .in_place import (
     clear_staged,
+    delete_repeated_rows,
     destination_tables,
     finish_in_place,
     in_place_tables,
@@ -238,13 +239,8 @@ def remove_duplicate_keys(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str
         for table in tables:
             key = ", ".join(client.escape_column_name(k) for k in CATALOGUE[table].primary_key)
             qualified = client.make_qualified_table_name(table)
-            duplicates = (
-                f"SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY rowid DESC) AS n "
-                f"FROM {qualified}) WHERE n > 1"
-            )
-            count = int(client.execute_sql(f"SELECT COUNT(*) FROM ({duplicates})")[0][0])
+            count = delete_repeated_rows(client, qualified, key)
             if count:
-                client.execute_sql(f"DELETE FROM {qualified} WHERE rowid IN ({duplicates})")
                 remove_orphans(client, schema, table)
             removed[table] = count
     return removed

@@ -26,15 +26,20 @@ os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # tests never reach out to the internet
 
 
-@pytest.fixture(scope="module")
-def tiny_server() -> Iterator[Any]:
-    """A fresh tiny workspace per test module, served without a rate limit."""
+def served_tiny_workspace(seed: int) -> Iterator[Any]:
+    """A tiny workspace served without a rate limit; the server carries it as ``server.workspace``."""
     from customerio_source.simulator import SimulatorServer, Workspace
 
-    workspace = Workspace(scale="tiny", seed=7)
+    workspace = Workspace(scale="tiny", seed=seed)
     with SimulatorServer(workspace, api_key=API_KEY) as server:
         server.workspace = workspace
         yield server
+
+
+@pytest.fixture(scope="module")
+def tiny_server() -> Iterator[Any]:
+    """A fresh tiny workspace per test module, served without a rate limit."""
+    yield from served_tiny_workspace(7)
 
 
 class Loader:
@@ -114,6 +119,12 @@ def _norm(value: Any) -> Any:
 
 def norm_keys(keys: set[tuple]) -> set[tuple]:
     return {tuple(_norm(v) for v in key) for key in keys}
+
+
+@pytest.fixture
+def changing_server() -> Iterator[Any]:
+    """A tiny workspace of its own (seed 11) the test may change (``server.workspace.advance()``)."""
+    yield from served_tiny_workspace(11)
 
 
 @pytest.fixture

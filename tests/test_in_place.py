@@ -11,22 +11,12 @@ import pytest
 from customerio_source import runner
 from customerio_source.in_place import finish_in_place, remove_staged_duplicates
 
-from .conftest import API_KEY, Loader
+from .conftest import Loader
 from .oracle import deleted_keys
 
 TABLES = ["segments", "segment_memberships", "messages"]
 IN_PLACE = "segment_memberships"
 UNIQUE = "messages"
-
-
-@pytest.fixture
-def changing_server(tmp_path):
-    from customerio_source.simulator import SimulatorServer, Workspace
-
-    workspace = Workspace(scale="tiny", seed=11)
-    with SimulatorServer(workspace, api_key=API_KEY) as server:
-        server.workspace = workspace
-        yield server
 
 
 def live_rows(loader: Loader, table: str) -> set[tuple]:

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from customerio_source.catalogue import CATALOGUE, default_tables
 
-from .conftest import API_KEY, Loader, norm_keys
+from .conftest import Loader, norm_keys
 from .oracle import deleted_keys, expected_keys
-
-
-@pytest.fixture
-def changing_server(tmp_path):
-    from customerio_source.simulator import SimulatorServer, Workspace
-
-    workspace = Workspace(scale="tiny", seed=11)
-    with SimulatorServer(workspace, api_key=API_KEY) as server:
-        server.workspace = workspace
-        yield server
 
 
 def test_incremental_run_converges_to_the_changed_workspace(changing_server: Any, tmp_path):
