@@ -14,6 +14,7 @@ Page sizes are the spec's maxima. Where the spec names a ``limit`` without a max
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from . import builders
 from .builders import Builder
@@ -55,7 +56,7 @@ class TableSpec:
     """The hand-written resource builder of an irregular table (None: built from this declaration)."""
     metrics_family: str | None = None
     """Metrics tables: "v2" (explicit UTC window), "journey", "steps" (period/steps) or "links"."""
-    merge: str = "delete-insert"
+    merge: Literal["delete-insert", "in-place", "unique-staging"] = "delete-insert"
     """How a big table merges into DuckDB (other destinations keep dlt's default, `delete-insert`):
     "in-place" (read in full every run, few rows change: unchanged rows are left alone,
     :mod:`customerio_source.in_place`) or "unique-staging" (dlt's delete-insert without its deduplicating
