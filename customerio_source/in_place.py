@@ -10,7 +10,7 @@ several times the memory cap the connector gives DuckDB. The catalogue's ``merge
 * ``unique-staging`` (deliveries): dlt's `delete-insert` told the staged rows are unique by key
   (``deduplicated``), so it inserts them without its window; a key staged twice is then inserted twice,
   and one row per key is kept after the load (:func:`remove_staged_duplicates`, again at the start of the
-  next run when a run stopped before it);
+  next run when a run stopped before it), then the staging copy is emptied (:func:`clear_staged`);
 * ``in-place`` (memberships: read in full every run, few rows new or changed), three steps that each fit
   the cap:
 
@@ -114,6 +114,19 @@ def staged_load_ids(client: Any, table: str) -> set[str]:
     return {str(row[0]) for row in rows or [] if row[0] is not None}
 
 
+def has_staged_rows(client: Any, table: str) -> bool:
+    """Whether the staging dataset holds rows of ``table`` (one row read, not the whole copy)."""
+    try:
+        return bool(client.execute_sql(f"SELECT 1 FROM {staged_table(client, table)} LIMIT 1"))
+    except Exception:  # noqa: BLE001 - no staging table: never merged
+        return False
+
+
+def key_columns(client: Any, table: str) -> str:
+    """The escaped primary key columns of ``table``, comma-separated."""
+    return ", ".join(client.escape_column_name(key) for key in CATALOGUE[table].primary_key)
+
+
 def key_match(client: Any, table: str, left: str, right: str) -> str:
     keys = [client.escape_column_name(key) for key in CATALOGUE[table].primary_key]
     return " AND ".join(f"{left}.{key} = {right}.{key}" for key in keys)
@@ -126,7 +139,7 @@ def refresh_in_place(pipeline: dlt.Pipeline, tables: Iterable[str]) -> dict[str,
     schema = pipeline.default_schema
     with pipeline.sql_client() as client:
         for table in tables:
-            if table not in schema.tables or not staged_load_ids(client, table):
+            if table not in schema.tables or not has_staged_rows(client, table):
                 continue
             columns = list(schema.get_table_columns(table))
             keys = set(CATALOGUE[table].primary_key)
@@ -139,7 +152,7 @@ def refresh_in_place(pipeline: dlt.Pipeline, tables: Iterable[str]) -> dict[str,
             qualified = client.make_qualified_table_name(table)
             staged = staged_table(client, table)
             names = ", ".join(map(client.escape_column_name, columns))
-            key_list = ", ".join(client.escape_column_name(k) for k in CATALOGUE[table].primary_key)
+            key_list = key_columns(client, table)
             temp = client.escape_column_name(f"_cio_changed_{table}")
             with client.begin_transaction():
                 # row ids hold within one transaction: a checkpoint between statements may renumber rows
@@ -194,9 +207,9 @@ def remove_staged_duplicates(pipeline: dlt.Pipeline, tables: Iterable[str]) -> d
     removed: dict[str, int] = {}
     with pipeline.sql_client() as client:
         for table in tables:
-            if not staged_load_ids(client, table):
+            if not has_staged_rows(client, table):
                 continue
-            keys = ", ".join(client.escape_column_name(key) for key in CATALOGUE[table].primary_key)
+            keys = key_columns(client, table)
             repeated = f"SELECT {keys} FROM {staged_table(client, table)} GROUP BY {keys} HAVING COUNT(*) > 1"
             if not int(client.execute_sql(f"SELECT COUNT(*) FROM ({repeated})")[0][0]):
                 continue
@@ -210,10 +223,11 @@ def remove_staged_duplicates(pipeline: dlt.Pipeline, tables: Iterable[str]) -> d
 
 
 def clear_staged(pipeline: dlt.Pipeline, tables: Iterable[str]) -> None:
-    """Empty the staging copies of ``tables``: their rows are merged (dlt refills them on its next load)."""
+    """Empty the staging copies of ``tables``: their rows are merged (dlt refills them on its next load), and
+    the next run's start finds nothing to finish by reading one row."""
     with pipeline.sql_client() as client:
         for table in tables:
-            if staged_load_ids(client, table):
+            if has_staged_rows(client, table):
                 client.execute_sql(f"DELETE FROM {staged_table(client, table)}")
 
 
@@ -229,8 +243,11 @@ def finish_in_place(pipeline: dlt.Pipeline) -> list[str]:
         for name, table in schema.tables.items()
         if (spec := CATALOGUE.get(name)) is not None and spec.merge == UNIQUE and table.get("x-stage-data-deduplicated")
     ]
+    with pipeline.sql_client() as client:
+        unique = [name for name in unique if has_staged_rows(client, name)]
     if unique:
         remove_staged_duplicates(pipeline, unique)
+        clear_staged(pipeline, unique)
     candidates = [
         name
         for name, table in schema.tables.items()
@@ -241,7 +258,7 @@ def finish_in_place(pipeline: dlt.Pipeline) -> list[str]:
     if not candidates:
         return []
     with pipeline.sql_client() as client:
-        left = [name for name in candidates if staged_load_ids(client, name)]
+        left = [name for name in candidates if has_staged_rows(client, name)]
     if left:
         refresh_in_place(pipeline, left)
         remove_staged_duplicates(pipeline, left)

@@ -37,6 +37,7 @@ from .in_place import (
     finish_in_place,
     in_place_tables,
     is_duckdb,
+    key_columns,
     refresh_in_place,
     remove_staged_duplicates,
     unique_staging_tables,
@@ -95,18 +96,18 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
         existing = destination_tables(pipeline) if is_duckdb(pipeline) else set()  # only DuckDB's merges change
         appended = append_new_tables(pipeline, source, existing)
         in_place = in_place_tables(pipeline, source, existing)
-        deduplicated = unique_staging_tables(pipeline, source, existing)
+        bounded = [*in_place, *unique_staging_tables(pipeline, source, existing)]  # leave their staged rows
         info = load_step(pipeline, settings, lambda: pipeline.run(source, **run_kwargs))
         if appended and info.loads_ids:
             remove_duplicate_keys(pipeline, appended)
         if in_place and info.loads_ids:
             within_memory(settings, lambda: refresh_in_place(pipeline, in_place))
-        if (in_place or deduplicated) and info.loads_ids:
-            remove_staged_duplicates(pipeline, [*in_place, *deduplicated])
+        if bounded and info.loads_ids:
+            remove_staged_duplicates(pipeline, bounded)
         if tables and info.loads_ids:
             mark_deleted(pipeline, tables, info.loads_ids, in_place=in_place)
-        if in_place and info.loads_ids:
-            clear_staged(pipeline, in_place)
+        if bounded and info.loads_ids:
+            clear_staged(pipeline, bounded)
         followers = {
             name: spec.deletes_follow
             for name in source.selected_resources
@@ -237,9 +238,8 @@ def remove_duplicate_keys(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str
     schema = pipeline.default_schema
     with pipeline.sql_client() as client:
         for table in tables:
-            key = ", ".join(client.escape_column_name(k) for k in CATALOGUE[table].primary_key)
             qualified = client.make_qualified_table_name(table)
-            count = delete_repeated_rows(client, qualified, key)
+            count = delete_repeated_rows(client, qualified, key_columns(client, table))
             if count:
                 remove_orphans(client, schema, table)
             removed[table] = count
