@@ -15,7 +15,9 @@ the error line, the steps dlt finished and what it had extracted and loaded by t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import logging
 import os
 import resource
 import sys
@@ -23,7 +25,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -319,8 +321,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dataset_name=args.dataset_name,
     )
     traces = TraceLog(pipeline)
+    log_lines = LogLines()
+    if args.rss_trace:
+        logging.getLogger("customerio_source").addHandler(log_lines)
+        logging.getLogger("customerio_source").setLevel(logging.DEBUG)
     profiler = cProfile.Profile() if args.profile else None
-    with RssSampler() as rss:
+    with RssSampler() as rss, rss_trace(args.rss_trace, rss, log_lines):
         try:
             if profiler:
                 profiler.enable()
@@ -336,6 +342,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 partial = {"report_error": f"{type(inner).__name__}: {inner}"}
             raise RunFailed(exc, partial) from exc
     return report_of(stats, list(source.selected_resources), pipeline, traces, clock, rss, started, load_before)
+
+
+class LogLines(logging.Handler):
+    """Keeps every log record's time and message (for ``--rss-trace``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.created, record.getMessage()[:300]))
+
+
+@contextlib.contextmanager
+def rss_trace(path: str | None, rss: RssSampler, log_lines: LogLines) -> Iterator[None]:
+    """Writes the RSS samples and log lines to ``path`` when the run ends (also after a failure)."""
+    try:
+        yield
+    finally:
+        if path:
+            Path(path).write_bytes(orjson.dumps({"rss": rss.samples, "log": log_lines.lines}))
 
 
 class RunFailed(Exception):
@@ -359,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--destination", choices=["duckdb", "postgres"], default="duckdb",
                     help="duckdb: DIR/warehouse.duckdb; postgres: DESTINATION__POSTGRES__CREDENTIALS")
     ap.add_argument("--dataset-name", default="customerio")
+    ap.add_argument("--rss-trace", default=None,
+                    help="write every RSS sample and the package's log lines (epoch seconds) to this JSON file")
     args = ap.parse_args(argv)
     from customerio_source.runner import bound_process_memory
 

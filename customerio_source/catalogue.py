@@ -56,11 +56,10 @@ class TableSpec:
     """The hand-written resource builder of an irregular table (None: built from this declaration)."""
     metrics_family: str | None = None
     """Metrics tables: "v2" (explicit UTC window), "journey", "steps" (period/steps) or "links"."""
-    merge: Literal["delete-insert", "in-place", "unique-staging"] = "delete-insert"
+    merge: Literal["delete-insert", "in-place"] = "delete-insert"
     """How a big table merges into DuckDB (other destinations keep dlt's default, `delete-insert`):
-    "in-place" (read in full every run, few rows change: unchanged rows are left alone,
-    :mod:`customerio_source.in_place`) or "unique-staging" (dlt's delete-insert without its deduplicating
-    window over the staged rows; keys staged twice are removed after the load)."""
+    "in-place" (many rows re-read a run, few of them new or changed: new keys inserted, changed rows
+    replaced, unchanged rows left alone; :mod:`customerio_source.in_place`)."""
     deletes_follow: str | None = None
     """Rows are marked deleted when the row with the same key is marked deleted in this table."""
     params: dict[str, str] = field(default_factory=dict)
@@ -382,7 +381,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge="unique-staging",
+        merge="in-place",
         page_size=1000,
         timestamps=DELIVERY_TIMESTAMPS,
         full_reread=False,
@@ -395,7 +394,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge="unique-staging",
+        merge="in-place",
         parent="campaigns",
         path_fields={"campaign_id": "id"},
         page_size=1000,
@@ -410,7 +409,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge="unique-staging",
+        merge="in-place",
         parent="broadcasts",
         path_fields={"broadcast_id": "id"},
         page_size=1000,
@@ -425,7 +424,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge="unique-staging",
+        merge="in-place",
         parent="newsletters",
         path_fields={"newsletter_id": "id"},
         page_size=1000,
@@ -440,7 +439,7 @@ _SPECS: list[TableSpec] = [
         "messages",
         ("id",),
         builder=builders.deliveries,
-        merge="unique-staging",
+        merge="in-place",
         parent="transactional_messages",
         path_fields={"transactional_id": "id"},
         page_size=1000,

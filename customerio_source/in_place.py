@@ -4,26 +4,22 @@ dlt's default merge (`delete-insert`) deletes every destination row whose key ar
 hash table holds every staged key), then inserts the staged rows deduplicated by key (a window over whole
 staged rows); `upsert` joins every staged row to its destination row in one ``MERGE``. In DuckDB all of
 these hold memory that grows with the rows merged, so a workspace's memberships (millions of rows re-read
-every run) or an incremental run's deliveries (the lookback's hundreds of thousands of wide rows) need
-several times the memory cap the connector gives DuckDB. The catalogue's ``merge`` chooses, per table:
+every run) or an incremental run's deliveries (the lookback's hundreds of thousands of wide rows, most
+unchanged) need more than the memory cap the connector gives DuckDB. Tables whose catalogue ``merge`` is
+``in-place`` (memberships, deliveries) merge in three steps that each fit the cap:
 
-* ``unique-staging`` (deliveries): dlt's `delete-insert` told the staged rows are unique by key
-  (``deduplicated``), so it inserts them without its window; a key staged twice is then inserted twice,
-  and one row per key is kept after the load (:func:`remove_staged_duplicates`, again at the start of the
-  next run when a run stopped before it), then the staging copy is emptied (:func:`clear_staged`);
-* ``in-place`` (memberships: read in full every run, few rows new or changed), three steps that each fit
-  the cap:
-
-  1. dlt inserts the staged rows whose key is new (its `insert-only` strategy: a ``MERGE`` with no update);
-  2. :func:`refresh_in_place` finds the destination rows whose staged row differs (a join read, which
-     DuckDB spills) and replaces just those, deleting them by row id, in one transaction;
-  3. the staging copy is emptied once the run has used it (:func:`clear_staged`).
+1. dlt inserts the staged rows whose key is new (its `insert-only` strategy: a ``MERGE`` with no update);
+2. :func:`refresh_in_place` finds the destination rows whose staged row differs (a join read, which
+   DuckDB spills) and replaces just those, deleting them by row id, in one transaction, after a
+   checkpoint (what the load step left in memory would otherwise count against the cap);
+3. the staging copy is emptied once the run has used it (:func:`clear_staged`).
 
 An unchanged row keeps the `_dlt_load_id` of the load that last changed it, so delete marking compares a
 table's rows with the rows this run staged (:func:`unseen_condition`), not with the load id. ``MERGE``
 inserts every copy of a new key staged twice; one row per key is kept (:func:`remove_staged_duplicates`).
 A run that stopped between dlt's load and step 2 left its rows in the staging dataset: the next run
-finishes them first (:func:`finish_in_place`).
+finishes them first (:func:`finish_in_place`). A table's first load keeps dlt's `delete-insert` (into an
+empty table it fits the cap, and leaves nothing to compare).
 
 Only DuckDB: there the merge runs inside this process and its memory is the connector's; Postgres and
 BigQuery keep dlt's default.
@@ -44,9 +40,7 @@ from .transform import DELETED_AT
 logger = logging.getLogger("customerio_source")
 
 INSERT_NEW_KEYS = {"disposition": "merge", "strategy": "insert-only"}
-UNIQUE_STAGING = {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
 IN_PLACE = "in-place"
-UNIQUE = "unique-staging"
 TRUNCATE_STAGING_KEY = "load.truncate_staging_dataset"
 LOAD_ID = "_dlt_load_id"
 
@@ -67,35 +61,21 @@ def destination_tables(pipeline: dlt.Pipeline) -> set[str]:
     return {row[0] for row in rows or []}
 
 
-def _choose(
-    pipeline: dlt.Pipeline, source: DltSource, merge: str, disposition: dict[str, Any], existing: set[str]
-) -> list[str]:
-    """Give the selected tables whose catalogue ``merge`` is ``merge`` and that the destination has
-    (``existing``) the write ``disposition`` for this run, into DuckDB; return their names. A table's first
-    load keeps its declared disposition (a merge into nothing, or an append: nothing to leave alone).
-    Nothing changes when dlt is told to empty the staging dataset after each load: the steps after the
-    load read this run's rows from there."""
+def in_place_tables(pipeline: dlt.Pipeline, source: DltSource, existing: set[str]) -> list[str]:
+    """Give the selected ``in-place`` tables that the destination has (``existing``) dlt's `insert-only`
+    strategy for this run, into DuckDB; return their names. A table's first load keeps its declared
+    disposition (a merge into nothing: nothing to leave alone). Nothing changes when dlt is told to empty
+    the staging dataset after each load: the steps after the load read this run's rows from there."""
     if not is_duckdb(pipeline) or dlt.config.get(TRUNCATE_STAGING_KEY):
         return []
     names = [
         name
         for name in source.selected_resources
-        if name in existing and (spec := CATALOGUE.get(name)) is not None and spec.merge == merge
+        if name in existing and (spec := CATALOGUE.get(name)) is not None and spec.merge == IN_PLACE
     ]
     for name in names:
-        source.resources[name].apply_hints(write_disposition=dict(disposition))
+        source.resources[name].apply_hints(write_disposition=dict(INSERT_NEW_KEYS))
     return names
-
-
-def in_place_tables(pipeline: dlt.Pipeline, source: DltSource, existing: set[str]) -> list[str]:
-    """The selected ``in-place`` tables, given dlt's `insert-only` strategy for this run (DuckDB only)."""
-    return _choose(pipeline, source, IN_PLACE, INSERT_NEW_KEYS, existing)
-
-
-def unique_staging_tables(pipeline: dlt.Pipeline, source: DltSource, existing: set[str]) -> list[str]:
-    """The selected ``unique-staging`` tables, merged by dlt's `delete-insert` without deduplication for
-    this run (DuckDB only); :func:`remove_staged_duplicates` runs after the load."""
-    return _choose(pipeline, source, UNIQUE, UNIQUE_STAGING, existing)
 
 
 def staged_table(client: Any, table: str) -> str:
@@ -154,6 +134,8 @@ def refresh_in_place(pipeline: dlt.Pipeline, tables: Iterable[str]) -> dict[str,
             names = ", ".join(map(client.escape_column_name, columns))
             key_list = key_columns(client, table)
             temp = client.escape_column_name(f"_cio_changed_{table}")
+            logger.debug("%s: comparing the staged rows with the destination's", table)
+            checkpoint(client)
             with client.begin_transaction():
                 # row ids hold within one transaction: a checkpoint between statements may renumber rows
                 client.execute_sql(
@@ -170,8 +152,20 @@ def refresh_in_place(pipeline: dlt.Pipeline, tables: Iterable[str]) -> dict[str,
                         f"WHERE ({key_list}) IN (SELECT {key_list} FROM {temp})"
                     )
                 client.execute_sql(f"DROP TABLE {temp}")
+            logger.debug("%s: %d rows changed, replaced in place", table, count)
             replaced[table] = count
     return replaced
+
+
+def checkpoint(client: Any) -> None:
+    """Write DuckDB's log into the file (``CHECKPOINT``), so what earlier statements left in memory does not
+    count against the cap of the next: after an incremental load step, the deliveries' comparison ran out
+    of 64 MB without one and fits with one (``benchmarks/results/2026-12-02-xlarge-merges.md``). Skipped,
+    with a debug line, when DuckDB refuses (another transaction open)."""
+    try:
+        client.execute_sql("CHECKPOINT")
+    except Exception as exc:  # noqa: BLE001 - a checkpoint only saves memory; the merge is correct without
+        logger.debug("no checkpoint before an in-place merge: %s", type(exc).__name__)
 
 
 def unseen_condition(client: Any, table: str, load_ids: list[str]) -> str | None:
@@ -232,22 +226,11 @@ def clear_staged(pipeline: dlt.Pipeline, tables: Iterable[str]) -> None:
 
 
 def finish_in_place(pipeline: dlt.Pipeline) -> list[str]:
-    """Finish merges a stopped run left in the staging dataset: in-place (steps 2 and 3, and duplicates)
-    and unique-staging (duplicates); return the in-place tables finished. Delete marking waits for the
-    next complete read."""
+    """Finish in-place merges a stopped run left in the staging dataset (steps 2 and 3, and duplicates);
+    return the tables finished. Delete marking waits for the next complete read."""
     if not is_duckdb(pipeline) or not pipeline.default_schema_name:
         return []
     schema = pipeline.default_schema
-    unique = [
-        name
-        for name, table in schema.tables.items()
-        if (spec := CATALOGUE.get(name)) is not None and spec.merge == UNIQUE and table.get("x-stage-data-deduplicated")
-    ]
-    with pipeline.sql_client() as client:
-        unique = [name for name in unique if has_staged_rows(client, name)]
-    if unique:
-        remove_staged_duplicates(pipeline, unique)
-        clear_staged(pipeline, unique)
     candidates = [
         name
         for name, table in schema.tables.items()

@@ -28,7 +28,7 @@ class KnownPeople:
     """A set of cio_ids as sorted hashes: ``in`` and :meth:`unknown` only."""
 
     def __init__(self, hashes: np.ndarray) -> None:
-        self._hashes = np.unique(hashes)
+        self._hashes = sorted_unique(hashes)
 
     def __len__(self) -> int:
         return int(self._hashes.size)
@@ -52,6 +52,19 @@ class KnownPeople:
     @classmethod
     def of(cls, cio_ids: Iterable[str]) -> KnownPeople:
         return cls(np.fromiter((hash(c) for c in cio_ids), dtype=np.int64))
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct ``values``, sorted: one sort and a mask. ``np.unique`` of NumPy 2.4 hashes int64 arrays
+    in many small allocations that the allocator keeps: 38 MB more for a million hashes, 30 MB of it kept
+    after the call (this takes the 8 MB the sorted copy needs and gives it back)."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    keep = np.empty(ordered.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 def known_in_destination() -> KnownPeople | None:

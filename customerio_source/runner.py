@@ -40,7 +40,6 @@ from .in_place import (
     key_columns,
     refresh_in_place,
     remove_staged_duplicates,
-    unique_staging_tables,
     unseen_condition,
 )
 from .lock import pipeline_lock
@@ -78,10 +77,10 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
     read again: the state they carry was never committed). A second run of the same pipeline while this
     one runs raises :class:`PipelineBusy` at once (:func:`pipeline_lock`). A load job that runs DuckDB out
     of memory under the limit this module chose is loaded again with the limit raised by a quarter, step by step
-    (:func:`load_step`). Into DuckDB, the big tables merge in bounded memory
-    (:mod:`customerio_source.in_place`: memberships in place, deliveries without dlt's deduplicating
-    window). A load that still fails raises :class:`LoadFailed` (:class:`PendingPackageFailed` for a
-    package left behind) with one line naming the table and the cause; its package stays pending.
+    (:func:`load_step`). Into DuckDB, memberships and deliveries merge in place, in bounded memory
+    (:mod:`customerio_source.in_place`). A load that still fails raises :class:`LoadFailed`
+    (:class:`PendingPackageFailed` for a package left behind) with one line naming the table and the cause;
+    its package stays pending.
     """
     with pipeline_lock(pipeline), run_defaults(pipeline) as settings:
         if drop_pending:
@@ -96,18 +95,16 @@ def load(pipeline: dlt.Pipeline, source: DltSource, drop_pending: bool = False, 
         existing = destination_tables(pipeline) if is_duckdb(pipeline) else set()  # only DuckDB's merges change
         appended = append_new_tables(pipeline, source, existing)
         in_place = in_place_tables(pipeline, source, existing)
-        bounded = [*in_place, *unique_staging_tables(pipeline, source, existing)]  # leave their staged rows
         info = load_step(pipeline, settings, lambda: pipeline.run(source, **run_kwargs))
         if appended and info.loads_ids:
             remove_duplicate_keys(pipeline, appended)
         if in_place and info.loads_ids:
             within_memory(settings, lambda: refresh_in_place(pipeline, in_place))
-        if bounded and info.loads_ids:
-            remove_staged_duplicates(pipeline, bounded)
+            remove_staged_duplicates(pipeline, in_place)
         if tables and info.loads_ids:
             mark_deleted(pipeline, tables, info.loads_ids, in_place=in_place)
-        if bounded and info.loads_ids:
-            clear_staged(pipeline, bounded)
+        if in_place and info.loads_ids:
+            clear_staged(pipeline, in_place)
         followers = {
             name: spec.deletes_follow
             for name in source.selected_resources

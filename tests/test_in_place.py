@@ -1,5 +1,5 @@
-"""Big tables merged into DuckDB in bounded memory (customerio_source.in_place): memberships in place,
-deliveries by a delete-insert without dlt's deduplicating window; the result equals a fresh load."""
+"""Big tables merged into DuckDB in bounded memory (customerio_source.in_place): memberships and deliveries
+in place; the result equals a fresh load."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .oracle import deleted_keys
 
 TABLES = ["segments", "segment_memberships", "messages"]
 IN_PLACE = "segment_memberships"
-UNIQUE = "messages"
+DELIVERIES = "messages"
 
 
 def live_rows(loader: Loader, table: str) -> set[tuple]:
@@ -43,16 +43,15 @@ def test_incremental_in_place_merge_equals_a_fresh_load(changing_server: Any, tm
     kept = Loader(changing_server.base_url, tmp_path / "kept")
     kept.run(TABLES)
     # a first load has nothing to leave alone: the memberships' merge into nothing stays dlt's own
-    assert kept.pipeline().default_schema.tables[IN_PLACE].get("x-merge-strategy") != "insert-only"
+    for table in (IN_PLACE, DELIVERIES):
+        assert kept.pipeline().default_schema.tables[table].get("x-merge-strategy") != "insert-only", table
     first_load = kept.query("SELECT MAX(_dlt_load_id) FROM {ds}.segment_memberships")[0][0]
     ws.advance()
     kept.run(TABLES)
     schema = kept.pipeline().default_schema
-    assert schema.tables[IN_PLACE].get("x-merge-strategy") == "insert-only"
-    assert staged_count(kept, IN_PLACE) == 0  # merged, then emptied
-    assert schema.tables[UNIQUE].get("x-stage-data-deduplicated") is True
-    assert schema.tables[UNIQUE].get("x-merge-strategy") == "delete-insert"
-    assert staged_count(kept, UNIQUE) == 0  # de-duplicated, then emptied
+    for table in (IN_PLACE, DELIVERIES):
+        assert schema.tables[table].get("x-merge-strategy") == "insert-only", table
+        assert staged_count(kept, table) == 0, table  # merged, then emptied
     for table in TABLES:
         assert kept.duplicates(table) == 0, table
     fresh = Loader(changing_server.base_url, tmp_path / "fresh")
@@ -68,6 +67,10 @@ def test_incremental_in_place_merge_equals_a_fresh_load(changing_server: Any, tm
     # unchanged memberships were left alone: they still carry the first run's load id
     unchanged = f"SELECT COUNT(*) FROM {{ds}}.segment_memberships WHERE _dlt_load_id = '{first_load}'"
     assert kept.query(unchanged)[0][0] > 0
+    # deliveries too: the re-read ones whose metrics did not change keep the first load's id, the changed
+    # ones carry the second's
+    by_load = dict(kept.query("SELECT _dlt_load_id, COUNT(*) FROM {ds}.messages GROUP BY 1"))
+    assert len(by_load) == 2 and all(count > 0 for count in by_load.values())
 
 
 def test_a_member_who_comes_back_is_live_again(changing_server: Any, tmp_path):
@@ -112,16 +115,16 @@ def test_a_merge_the_run_did_not_finish_is_finished_by_the_next_run(changing_ser
 
 
 def test_a_key_staged_twice_is_kept_once_by_the_next_run_after_a_stop(changing_server: Any, tmp_path, monkeypatch):
-    """A delivery staged twice (a page read twice) is inserted twice by the delete-insert without dlt's
-    window; a run that stopped before removing the copy leaves it to the next run, which removes it first."""
+    """A delivery staged twice (a page read twice) is inserted twice by the in-place merge; a run that
+    stopped before removing the copy leaves it to the next run, which removes it first."""
     kept = Loader(changing_server.base_url, tmp_path)
     kept.run(TABLES)
 
     def stage_twice_then_stop(pipeline: Any, tables: Any) -> None:
         with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(UNIQUE)
+            table = client.make_qualified_table_name(DELIVERIES)
             with client.with_staging_dataset():
-                staged = client.make_qualified_table_name(UNIQUE)
+                staged = client.make_qualified_table_name(DELIVERIES)
             # what dlt's insert leaves when two copies of three keys were staged
             client.execute_sql(f"INSERT INTO {staged} SELECT * FROM {staged} ORDER BY id LIMIT 3")
             client.execute_sql(
@@ -131,11 +134,11 @@ def test_a_key_staged_twice_is_kept_once_by_the_next_run_after_a_stop(changing_s
 
     monkeypatch.setattr(runner, "remove_staged_duplicates", stage_twice_then_stop)
     with pytest.raises(RuntimeError):
-        kept.run(TABLES)  # the second run merges by delete-insert
+        kept.run(TABLES)  # the second run merges in place
     monkeypatch.undo()
-    assert kept.duplicates(UNIQUE) == 3
+    assert kept.duplicates(DELIVERIES) == 3
     kept.run(["segments"])  # reads no delivery
-    assert kept.duplicates(UNIQUE) == 0
+    assert kept.duplicates(DELIVERIES) == 0
 
 
 def test_keys_staged_twice_keep_one_row(changing_server: Any, tmp_path):
